@@ -1,0 +1,32 @@
+"""Event contracts shared by every incident-lessons service.
+
+Only this package is imported by more than one service: it is the wire contract, so every model is frozen,
+rejects unknown fields, and has a JSON Schema exported beside it (``python -m schemas.export``).
+"""
+
+from schemas.base import Event, utc_datetime
+from schemas.dead_letter import dead_letter_headers, dlq_topic_for
+from schemas.incident import (
+    SOURCES,
+    IncidentClosed,
+    Severity,
+    Source,
+    TimelineEntry,
+    incident_key_for,
+)
+from schemas.review import ReviewOpened, ReviewStatus
+
+__all__ = [
+    "SOURCES",
+    "Event",
+    "IncidentClosed",
+    "ReviewOpened",
+    "ReviewStatus",
+    "Severity",
+    "Source",
+    "TimelineEntry",
+    "dead_letter_headers",
+    "dlq_topic_for",
+    "incident_key_for",
+    "utc_datetime",
+]

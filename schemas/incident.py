@@ -1,0 +1,107 @@
+"""``IncidentClosed`` v1: the one canonical shape every vendor's resolved incident becomes."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal, get_args
+from uuid import UUID, uuid5
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.base import Event, utc_datetime
+
+Source = Literal[
+    "pagerduty",
+    "opsgenie",
+    "alertmanager",
+    "grafana",
+    "grafana-oncall",
+    "datadog",
+    "incidentio",
+    "zabbix",
+    "cloudevents",
+    "generic",
+]
+SOURCES: tuple[str, ...] = get_args(Source)
+
+# Fixed namespace so an incident's event id is the same on every replica and every redelivery.
+INCIDENT_EVENT_NAMESPACE = UUID("4f6b1f0e-6f1c-4a5e-9a43-1f5d1c0b7e21")
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    UNKNOWN = "unknown"
+
+
+class TimelineEntry(BaseModel):
+    """One thing that happened during the incident, as the vendor reported it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: utc_datetime
+    kind: str = Field(min_length=1, max_length=200, description="e.g. triggered, acknowledged, note, resolved")
+    message: str = Field(default="", max_length=10_000)
+    actor: str | None = None
+
+
+def incident_key_for(source: str, source_incident_id: str) -> str:
+    return f"{source}:{source_incident_id}"
+
+
+def incident_event_id(incident_key: str, resolved_at_iso: str) -> UUID:
+    """Deterministic: the same closure always yields the same event id, so duplicates are recognisable."""
+    return uuid5(INCIDENT_EVENT_NAMESPACE, f"{incident_key}|{resolved_at_iso}")
+
+
+class IncidentClosed(Event):
+    """An incident was resolved or closed in a paging or monitoring tool."""
+
+    schema_version: Literal[1] = 1
+    incident_key: str = Field(min_length=3, description='"<source>:<source_incident_id>", the de-duplication key')
+    source: Source
+    source_incident_id: str = Field(min_length=1, max_length=500)
+    title: str = Field(min_length=1, max_length=2_000)
+    severity: Severity
+    source_severity: str | None = Field(default=None, description="The severity or priority as the vendor said it")
+    service: str | None = None
+    team: str | None = None
+    started_at: utc_datetime | None = None
+    resolved_at: utc_datetime
+    url: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    fingerprint: str | None = Field(default=None, description="What recurs when the same problem recurs")
+    timeline: tuple[TimelineEntry, ...] = ()
+
+    @model_validator(mode="after")
+    def _key_matches_source(self) -> "IncidentClosed":
+        expected = incident_key_for(self.source, self.source_incident_id)
+        if self.incident_key != expected:
+            raise ValueError(f"incident_key must be {expected!r}, got {self.incident_key!r}")
+        if self.started_at is not None and self.started_at > self.resolved_at:
+            raise ValueError("started_at is after resolved_at")
+        return self
+
+    @classmethod
+    def create(
+        cls, *, source: str, source_incident_id: str, resolved_at: datetime, **fields: object
+    ) -> "IncidentClosed":
+        """Build the event with its derived fields (key, id, occurred_at) filled in consistently.
+
+        ``resolved_at`` must be offset-aware; the event id is derived from its UTC form.
+        """
+        key = incident_key_for(source, source_incident_id)
+        if resolved_at.tzinfo is None:
+            raise ValueError("resolved_at must carry a time zone")
+        return cls.model_validate(
+            {
+                "event_id": incident_event_id(key, resolved_at.astimezone(UTC).isoformat()),
+                "occurred_at": resolved_at,
+                "incident_key": key,
+                "source": source,
+                "source_incident_id": source_incident_id,
+                "resolved_at": resolved_at,
+                **fields,
+            }
+        )

@@ -1,0 +1,1 @@
+"""Ingest: verifies, normalises and de-duplicates vendor incident events into ``IncidentClosed``."""

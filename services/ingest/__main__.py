@@ -1,0 +1,31 @@
+"""``python -m services.ingest``: run the ingest service (Kafka consumer plus its HTTP surface)."""
+
+import logging
+import sys
+
+import uvicorn
+
+from services.ingest.app import create_app
+from services.ingest.settings import IngestSettings, KafkaSettings
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if argv[:1] == ["check"]:
+        from services.ingest.check import main as check
+
+        return check(argv[1:])
+    settings = IngestSettings()
+    app = create_app(KafkaSettings(), settings)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Pure ingest logic: no Kafka, no HTTP, no clock reads."""

@@ -1,0 +1,53 @@
+"""Ingest configuration from the environment: shared connection settings plus ``INGEST_``-prefixed ones."""
+
+import json
+from datetime import tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import Severity, dlq_topic_for
+from services.ingest.domain.config import NormalisationConfig
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KAFKA_")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+
+
+class IngestSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INGEST_")
+
+    raw_topic: str = "incidents.raw"
+    closed_topic: str = "incidents.closed"
+    group_id: str = "lessons-ingest"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8081
+    # {"pagerduty": {"P1": "critical"}, ...}: consulted before the built-in tables.
+    severity_overrides: dict[str, dict[str, Severity]] = Field(default_factory=dict)
+    zabbix_timezone: str = "UTC"
+    shutdown_timeout_seconds: float = 20.0
+
+    @property
+    def dlq_topic(self) -> str:
+        return dlq_topic_for(self.raw_topic)
+
+    @field_validator("severity_overrides", mode="before")
+    @classmethod
+    def _parse_json(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("zabbix_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    def normalisation(self) -> NormalisationConfig:
+        zone: tzinfo = ZoneInfo(self.zabbix_timezone)
+        return NormalisationConfig(severity_overrides=self.severity_overrides, zabbix_timezone=zone)
