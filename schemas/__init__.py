@@ -4,7 +4,7 @@ Only this package is imported by more than one service: it is the wire contract,
 rejects unknown fields, and has a JSON Schema exported beside it (``python -m schemas.export``).
 """
 
-from schemas.base import Event, utc_datetime
+from schemas.base import Event, utc_datetime, validation_summary
 from schemas.dead_letter import dead_letter_headers, dlq_topic_for
 from schemas.incident import (
     SOURCES,
@@ -29,4 +29,5 @@ __all__ = [
     "dlq_topic_for",
     "incident_key_for",
     "utc_datetime",
+    "validation_summary",
 ]

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -23,3 +23,18 @@ class Event(BaseModel):
     schema_version: int
     event_id: UUID
     occurred_at: utc_datetime
+
+
+def validation_summary(exc: ValidationError, limit: int = 5) -> str:
+    """A short, field-naming summary of why a message breaks its contract, without echoing its content.
+
+    Safe for DLQ headers and logs: input values are left out, since they may carry payload data.
+    """
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:limit]:
+        where = ".".join(str(part) for part in error["loc"]) or "payload"
+        parts.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - limit
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)

@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from schemas import validation_summary
 from services.ingest.domain.outcome import Invalid
 
 
@@ -25,11 +26,4 @@ def json_object(body: bytes) -> dict[str, Any] | Invalid:
 
 def describe(exc: ValidationError, limit: int = 5) -> str:
     """A short, field-naming summary of a validation error, safe to put in a DLQ header."""
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False)[:limit]:
-        where = ".".join(str(part) for part in error["loc"]) or "payload"
-        parts.append(f"{where}: {error['msg']}")
-    more = exc.error_count() - limit
-    if more > 0:
-        parts.append(f"and {more} more")
-    return "; ".join(parts)
+    return validation_summary(exc, limit)

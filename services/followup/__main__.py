@@ -1,0 +1,24 @@
+"""``python -m services.followup``: run the follow-up service (Kafka consumer plus metrics over HTTP)."""
+
+import logging
+
+import uvicorn
+
+from services.followup.app import create_app
+from services.followup.settings import FollowupSettings, KafkaSettings, MongoSettings
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = FollowupSettings()
+    uvicorn.run(
+        create_app(KafkaSettings(), MongoSettings(), settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
+    )
+
+
+if __name__ == "__main__":
+    main()

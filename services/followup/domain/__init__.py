@@ -1,0 +1,1 @@
+"""Pure follow-up logic: no storage, no transport, no clock reads."""

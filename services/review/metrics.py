@@ -1,0 +1,37 @@
+"""Review's own ``lessons_*`` metrics, on the service's registry beside FastStream's Kafka metrics."""
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+@dataclass(frozen=True)
+class ReviewMetrics:
+    registry: CollectorRegistry
+    records_created: Counter
+    duplicates: Counter
+    dead_lettered: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> "ReviewMetrics":
+        registry = registry or CollectorRegistry()
+        return cls(
+            registry=registry,
+            records_created=Counter(
+                "lessons_review_records_created_total",
+                "Review records created from closed incidents, by status (open or not_required) and severity",
+                ["status", "severity"],
+                registry=registry,
+            ),
+            duplicates=Counter(
+                "lessons_incident_closed_duplicates_total",
+                "IncidentClosed events for an incident that already had a review record",
+                registry=registry,
+            ),
+            dead_lettered=Counter(
+                "lessons_dlq_messages_total",
+                "Records sent to a dead-letter topic",
+                ["topic"],
+                registry=registry,
+            ),
+        )

@@ -1,0 +1,86 @@
+"""Ingest against real Kafka: normalised events out, bad records to the DLQ, the partition keeps moving."""
+
+import json
+
+import pytest
+
+from schemas import IncidentClosed, Severity
+from services.ingest.app import create_app
+from services.ingest.settings import IngestSettings, KafkaSettings
+from tests.conftest import Servers
+from tests.support.kafka import create_topics, produce, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def generic(incident_id: str, **overrides: object) -> bytes:
+    form = {
+        "id": incident_id,
+        "title": "Checkout latency above SLO",
+        "status": "resolved",
+        "severity": "SEV2",
+        "service": "checkout",
+        "team": "payments",
+        "started_at": "2026-11-27T09:00:00Z",
+        "resolved_at": "2026-11-27T10:30:00+01:00",
+        **overrides,
+    }
+    return json.dumps(form).encode()
+
+
+@pytest.fixture
+async def ingest_settings(servers: Servers, unique: str) -> IngestSettings:
+    settings = IngestSettings(
+        raw_topic=f"incidents.raw.{unique}", closed_topic=f"incidents.closed.{unique}", group_id=f"ingest-{unique}"
+    )
+    await create_topics(servers.kafka_bootstrap, settings.raw_topic, settings.closed_topic, settings.dlq_topic)
+    return settings
+
+
+async def test_bad_record_goes_to_dlq_and_the_next_good_one_is_published(
+    servers: Servers, ingest_settings: IngestSettings
+) -> None:
+    raw = ingest_settings.raw_topic
+    # Same key, so all three share a partition: the good record after the garbage proves the partition moved on.
+    await produce(servers.kafka_bootstrap, raw, b"\x00 not json", key=b"INC-7", headers={"source": "generic"})
+    await produce(servers.kafka_bootstrap, raw, generic("INC-7", status="triggered"), key=b"INC-7",
+                  headers={"source": "generic"})
+    await produce(servers.kafka_bootstrap, raw, generic("INC-7"), key=b"INC-7", headers={"source": "generic"})
+
+    app = create_app(KafkaSettings(bootstrap_servers=servers.kafka_bootstrap), ingest_settings)
+    async with app.router.lifespan_context(app):
+        closed = await read_topic(servers.kafka_bootstrap, ingest_settings.closed_topic, expect=1, settle=1.0)
+        dead = await read_topic(servers.kafka_bootstrap, ingest_settings.dlq_topic, expect=1)
+
+    assert len(closed) == 1
+    incident = IncidentClosed.model_validate_json(closed[0].value)
+    assert closed[0].key == b"generic:INC-7"
+    assert incident.incident_key == "generic:INC-7"
+    assert incident.severity is Severity.HIGH
+    assert incident.resolved_at.isoformat() == "2026-11-27T09:30:00+00:00"
+    assert closed[0].headers["event-id"] == str(incident.event_id)
+
+    assert len(dead) == 1
+    assert dead[0].value == b"\x00 not json"
+    assert dead[0].key == b"INC-7"
+    assert dead[0].headers["dlq-reason"].startswith("body is not JSON")
+    assert dead[0].headers["dlq-original-topic"] == ingest_settings.raw_topic
+    assert dead[0].headers["source"] == "generic"
+
+
+async def test_records_survive_a_restart_without_loss_or_reprocessing(
+    servers: Servers, ingest_settings: IngestSettings
+) -> None:
+    kafka = KafkaSettings(bootstrap_servers=servers.kafka_bootstrap)
+    await produce(servers.kafka_bootstrap, ingest_settings.raw_topic, generic("A-1"), headers={"source": "generic"})
+    first = create_app(kafka, ingest_settings)
+    async with first.router.lifespan_context(first):
+        await read_topic(servers.kafka_bootstrap, ingest_settings.closed_topic, expect=1)
+
+    # Produced while ingest is down: picked up by the next instance, and A-1 (committed) is not processed again.
+    await produce(servers.kafka_bootstrap, ingest_settings.raw_topic, generic("A-2"), headers={"source": "generic"})
+    second = create_app(kafka, ingest_settings)
+    async with second.router.lifespan_context(second):
+        closed = await read_topic(servers.kafka_bootstrap, ingest_settings.closed_topic, expect=2, settle=2.0)
+
+    assert sorted(r.key for r in closed) == [b"generic:A-1", b"generic:A-2"]
