@@ -1,0 +1,206 @@
+"""The three services as processes over real Kafka and the MongoDB-compatible server.
+
+A generic event produced to ``incidents.raw`` becomes a review in MongoDB, a ``ReviewOpened`` on ``reviews.events``
+and a moved metric on follow-up's ``/metrics``; duplicates and garbage do no harm.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pymongo import AsyncMongoClient
+
+from schemas import ReviewOpened
+from tests.conftest import REPO, Servers
+from tests.support.kafka import create_topics, produce, read_topic
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Pipeline:
+    servers: Servers
+    database: str
+    raw_topic: str
+    events_topic: str
+    ports: dict[str, int]
+    processes: dict[str, subprocess.Popen[bytes]]
+    logs: Path
+
+    def url(self, service: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
+
+
+def _wait_ready(pipeline: Pipeline, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(pipeline.processes)
+    while pending and time.monotonic() < deadline:
+        for name in list(pending):
+            if pipeline.processes[name].poll() is not None:
+                raise RuntimeError(f"{name} exited early:\n{(pipeline.logs / f'{name}.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(pipeline.url(name, "/readyz"), timeout=2.0).status_code == 200:
+                    pending.discard(name)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.3)
+    if pending:
+        raise RuntimeError(f"not ready after {timeout}s: {sorted(pending)}")
+
+
+@pytest.fixture(scope="module")
+def pipeline(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    import asyncio
+
+    suffix = uuid.uuid4().hex[:8]
+    raw, closed, events = f"incidents.raw.{suffix}", f"incidents.closed.{suffix}", f"reviews.events.{suffix}"
+    asyncio.run(create_topics(servers.kafka_bootstrap, raw, f"{raw}.dlq", closed, f"{closed}.dlq", events,
+                              f"{events}.dlq"))
+    logs = tmp_path_factory.mktemp("service-logs")
+    ports = {name: free_port() for name in ("ingest", "review", "followup")}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": servers.kafka_bootstrap,
+        "MONGODB_URI": servers.mongodb_uri,
+        "MONGODB_DATABASE": f"e2e_{suffix}",
+        "INGEST_RAW_TOPIC": raw,
+        "INGEST_CLOSED_TOPIC": closed,
+        "INGEST_GROUP_ID": f"ingest-{suffix}",
+        "INGEST_HTTP_PORT": str(ports["ingest"]),
+        "REVIEW_CLOSED_TOPIC": closed,
+        "REVIEW_EVENTS_TOPIC": events,
+        "REVIEW_GROUP_ID": f"review-{suffix}",
+        "REVIEW_HTTP_PORT": str(ports["review"]),
+        "FOLLOWUP_REVIEW_EVENTS_TOPIC": events,
+        "FOLLOWUP_GROUP_ID": f"followup-{suffix}",
+        "FOLLOWUP_HTTP_PORT": str(ports["followup"]),
+    }
+    processes = {
+        name: subprocess.Popen(  # noqa: S603 - our own interpreter running our own module
+            [sys.executable, "-m", f"services.{name}"],
+            cwd=REPO,
+            env=env,
+            stdout=(logs / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for name in ports
+    }
+    pipeline = Pipeline(servers, f"e2e_{suffix}", raw, events, ports, processes, logs)
+    try:
+        _wait_ready(pipeline)
+        yield pipeline
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in processes.items():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise AssertionError(f"{name} did not stop within 30s of SIGTERM") from None
+        asyncio.run(_drop(servers.mongodb_uri, pipeline.database))
+
+
+async def _drop(uri: str, database: str) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+    await client.drop_database(database)
+    await client.close()
+
+
+def generic_incident(incident_id: str, severity: str = "high") -> bytes:
+    return json.dumps(
+        {
+            "id": incident_id,
+            "title": "Search results empty for 20% of queries",
+            "status": "resolved",
+            "severity": severity,
+            "service": "search",
+            "team": "discovery",
+            "started_at": "2026-11-28T07:40:00Z",
+            "resolved_at": "2026-11-28T08:05:00Z",
+        }
+    ).encode()
+
+
+async def reviews_for(pipeline: Pipeline, incident_key: str) -> list[dict[str, Any]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(pipeline.servers.mongodb_uri, tz_aware=True)
+    try:
+        return await client[pipeline.database].reviews.find({"incident_key": incident_key}).to_list()
+    finally:
+        await client.close()
+
+
+async def metric(pipeline: Pipeline, name: str, labels: dict[str, str]) -> float:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(pipeline.url("followup", "/metrics"))).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+async def events_for(pipeline: Pipeline, review_id: str, settle: float = 0.0) -> list[ReviewOpened]:
+    records = await read_topic(pipeline.servers.kafka_bootstrap, pipeline.events_topic, expect=1_000, timeout=3.0,
+                               settle=settle)
+    return [ReviewOpened.model_validate_json(r.value) for r in records if r.key == review_id.encode()]
+
+
+async def test_closed_incident_becomes_review_event_and_metric(pipeline: Pipeline) -> None:
+    before = await metric(pipeline, "lessons_reviews_opened_total", {"severity": "high"})
+    await produce(pipeline.servers.kafka_bootstrap, pipeline.raw_topic, generic_incident("E2E-1"),
+                  key=b"E2E-1", headers={"source": "generic"})
+
+    reviews = await eventually(lambda: reviews_for(pipeline, "generic:E2E-1"), lambda found: len(found) == 1)
+    assert reviews[0]["status"] == "open"
+    assert reviews[0]["incident"]["team"] == "discovery"
+    opened = await eventually(lambda: events_for(pipeline, reviews[0]["_id"]), lambda found: len(found) == 1)
+    assert opened[0].incident_key == "generic:E2E-1"
+    await eventually(
+        lambda: metric(pipeline, "lessons_reviews_opened_total", {"severity": "high"}), lambda v: v == before + 1
+    )
+    assert await metric(pipeline, "lessons_reviews_open", {"severity": "high"}) >= 1.0
+
+
+async def test_the_same_event_twice_gives_one_review(pipeline: Pipeline) -> None:
+    for _ in range(2):
+        await produce(pipeline.servers.kafka_bootstrap, pipeline.raw_topic, generic_incident("E2E-2", "critical"),
+                      key=b"E2E-2", headers={"source": "generic"})
+    reviews = await eventually(lambda: reviews_for(pipeline, "generic:E2E-2"), lambda found: len(found) == 1)
+    opened = await eventually(lambda: events_for(pipeline, reviews[0]["_id"]), lambda found: len(found) >= 1)
+    # Give a second (wrong) review event time to appear before asserting there is none.
+    assert len(await events_for(pipeline, reviews[0]["_id"], settle=3.0)) == 1
+    assert len(await reviews_for(pipeline, "generic:E2E-2")) == 1
+    assert opened[0].severity == "critical"
+
+
+async def test_garbage_lands_in_the_dlq_and_the_next_good_record_is_processed(pipeline: Pipeline) -> None:
+    bootstrap = pipeline.servers.kafka_bootstrap
+    await produce(bootstrap, pipeline.raw_topic, b"<html>502 Bad Gateway</html>", key=b"E2E-3",
+                  headers={"source": "generic"})
+    await produce(bootstrap, pipeline.raw_topic, generic_incident("E2E-3"), key=b"E2E-3", headers={"source": "generic"})
+
+    await eventually(lambda: reviews_for(pipeline, "generic:E2E-3"), lambda found: len(found) == 1)
+    dead = await read_topic(bootstrap, f"{pipeline.raw_topic}.dlq", expect=1)
+    assert [r.value for r in dead] == [b"<html>502 Bad Gateway</html>"]
+    assert dead[0].headers["dlq-reason"].startswith("body is not JSON")
