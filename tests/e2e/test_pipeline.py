@@ -73,8 +73,9 @@ def pipeline(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
     suffix = uuid.uuid4().hex[:8]
     raw, closed, events = f"incidents.raw.{suffix}", f"incidents.closed.{suffix}", f"reviews.events.{suffix}"
-    asyncio.run(create_topics(servers.kafka_bootstrap, raw, f"{raw}.dlq", closed, f"{closed}.dlq", events,
-                              f"{events}.dlq"))
+    asyncio.run(
+        create_topics(servers.kafka_bootstrap, raw, f"{raw}.dlq", closed, f"{closed}.dlq", events, f"{events}.dlq")
+    )
     logs = tmp_path_factory.mktemp("service-logs")
     ports = {name: free_port() for name in ("ingest", "review", "followup")}
     env = {
@@ -95,7 +96,7 @@ def pipeline(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "FOLLOWUP_HTTP_PORT": str(ports["followup"]),
     }
     processes = {
-        name: subprocess.Popen(  # noqa: S603 - our own interpreter running our own module
+        name: subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
             cwd=REPO,
             env=env,
@@ -161,15 +162,21 @@ async def metric(pipeline: Pipeline, name: str, labels: dict[str, str]) -> float
 
 
 async def events_for(pipeline: Pipeline, review_id: str, settle: float = 0.0) -> list[ReviewOpened]:
-    records = await read_topic(pipeline.servers.kafka_bootstrap, pipeline.events_topic, expect=1_000, timeout=3.0,
-                               settle=settle)
+    records = await read_topic(
+        pipeline.servers.kafka_bootstrap, pipeline.events_topic, expect=1_000, timeout=3.0, settle=settle
+    )
     return [ReviewOpened.model_validate_json(r.value) for r in records if r.key == review_id.encode()]
 
 
 async def test_closed_incident_becomes_review_event_and_metric(pipeline: Pipeline) -> None:
     before = await metric(pipeline, "lessons_reviews_opened_total", {"severity": "high"})
-    await produce(pipeline.servers.kafka_bootstrap, pipeline.raw_topic, generic_incident("E2E-1"),
-                  key=b"E2E-1", headers={"source": "generic"})
+    await produce(
+        pipeline.servers.kafka_bootstrap,
+        pipeline.raw_topic,
+        generic_incident("E2E-1"),
+        key=b"E2E-1",
+        headers={"source": "generic"},
+    )
 
     reviews = await eventually(lambda: reviews_for(pipeline, "generic:E2E-1"), lambda found: len(found) == 1)
     assert reviews[0]["status"] == "open"
@@ -184,8 +191,13 @@ async def test_closed_incident_becomes_review_event_and_metric(pipeline: Pipelin
 
 async def test_the_same_event_twice_gives_one_review(pipeline: Pipeline) -> None:
     for _ in range(2):
-        await produce(pipeline.servers.kafka_bootstrap, pipeline.raw_topic, generic_incident("E2E-2", "critical"),
-                      key=b"E2E-2", headers={"source": "generic"})
+        await produce(
+            pipeline.servers.kafka_bootstrap,
+            pipeline.raw_topic,
+            generic_incident("E2E-2", "critical"),
+            key=b"E2E-2",
+            headers={"source": "generic"},
+        )
     reviews = await eventually(lambda: reviews_for(pipeline, "generic:E2E-2"), lambda found: len(found) == 1)
     opened = await eventually(lambda: events_for(pipeline, reviews[0]["_id"]), lambda found: len(found) >= 1)
     # Give a second (wrong) review event time to appear before asserting there is none.
@@ -196,8 +208,9 @@ async def test_the_same_event_twice_gives_one_review(pipeline: Pipeline) -> None
 
 async def test_garbage_lands_in_the_dlq_and_the_next_good_record_is_processed(pipeline: Pipeline) -> None:
     bootstrap = pipeline.servers.kafka_bootstrap
-    await produce(bootstrap, pipeline.raw_topic, b"<html>502 Bad Gateway</html>", key=b"E2E-3",
-                  headers={"source": "generic"})
+    await produce(
+        bootstrap, pipeline.raw_topic, b"<html>502 Bad Gateway</html>", key=b"E2E-3", headers={"source": "generic"}
+    )
     await produce(bootstrap, pipeline.raw_topic, generic_incident("E2E-3"), key=b"E2E-3", headers={"source": "generic"})
 
     await eventually(lambda: reviews_for(pipeline, "generic:E2E-3"), lambda found: len(found) == 1)

@@ -49,9 +49,18 @@ async def test_each_review_is_counted_once_and_the_gauge_is_rebuilt_after_restar
     settings = FollowupSettings(review_events_topic=f"reviews.events.{unique}", group_id=f"followup-{unique}")
     await create_topics(servers.kafka_bootstrap, settings.review_events_topic, settings.dlq_topic)
     critical = opened("r-1", Severity.CRITICAL)
-    for event in (critical, critical, opened("r-2", Severity.HIGH), opened("r-3", Severity.LOW, ReviewStatus.NOT_REQUIRED)):
-        await produce(servers.kafka_bootstrap, settings.review_events_topic, event.model_dump_json().encode(),
-                      key=event.review_id.encode())
+    for event in (
+        critical,
+        critical,
+        opened("r-2", Severity.HIGH),
+        opened("r-3", Severity.LOW, ReviewStatus.NOT_REQUIRED),
+    ):
+        await produce(
+            servers.kafka_bootstrap,
+            settings.review_events_topic,
+            event.model_dump_json().encode(),
+            key=event.review_id.encode(),
+        )
     await produce(servers.kafka_bootstrap, settings.review_events_topic, b'{"type": "SomethingNew", "x": 1}')
     await produce(servers.kafka_bootstrap, settings.review_events_topic, b"[]")
 
@@ -62,8 +71,11 @@ async def test_each_review_is_counted_once_and_the_gauge_is_rebuilt_after_restar
         async with app.router.lifespan_context(app):
             metrics = await eventually(
                 lambda: scrape(app),
-                lambda m: m.get(("lessons_review_events_total", (("outcome", "ignored"), ("type", "other")))) == 1.0
-                and m.get(("lessons_review_events_total", (("outcome", "tracked"), ("type", "ReviewOpened")))) == 3.0,
+                lambda m: (
+                    m.get(("lessons_review_events_total", (("outcome", "ignored"), ("type", "other")))) == 1.0
+                    and m.get(("lessons_review_events_total", (("outcome", "tracked"), ("type", "ReviewOpened"))))
+                    == 3.0
+                ),
             )
             dead = await read_topic(servers.kafka_bootstrap, settings.dlq_topic, expect=1)
 

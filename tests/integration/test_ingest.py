@@ -43,8 +43,9 @@ async def test_bad_record_goes_to_dlq_and_the_next_good_one_is_published(
     raw = ingest_settings.raw_topic
     # Same key, so all three share a partition: the good record after the garbage proves the partition moved on.
     await produce(servers.kafka_bootstrap, raw, b"\x00 not json", key=b"INC-7", headers={"source": "generic"})
-    await produce(servers.kafka_bootstrap, raw, generic("INC-7", status="triggered"), key=b"INC-7",
-                  headers={"source": "generic"})
+    await produce(
+        servers.kafka_bootstrap, raw, generic("INC-7", status="triggered"), key=b"INC-7", headers={"source": "generic"}
+    )
     await produce(servers.kafka_bootstrap, raw, generic("INC-7"), key=b"INC-7", headers={"source": "generic"})
 
     app = create_app(KafkaSettings(bootstrap_servers=servers.kafka_bootstrap), ingest_settings)

@@ -1,6 +1,7 @@
 """Small real-Kafka helpers for tests: create topics, produce records, read what a topic holds."""
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,10 +25,8 @@ async def create_topics(bootstrap: str, *topics: str, partitions: int = 3) -> No
     await admin.start()
     try:
         for topic in topics:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 
@@ -45,7 +44,9 @@ async def produce(
         await producer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float = 30.0, settle: float = 0.0) -> list[Record]:
+async def read_topic(
+    bootstrap: str, topic: str, *, expect: int, timeout: float = 30.0, settle: float = 0.0
+) -> list[Record]:
     """Read the topic from the start until ``expect`` records arrived (or the timeout), then ``settle`` seconds more.
 
     ``settle`` lets a test show that no extra record (a duplicate) follows the expected ones.

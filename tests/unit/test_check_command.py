@@ -11,7 +11,7 @@ from tests.support.fixtures import FIXTURES
 
 
 def check(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter running our own module
+    return subprocess.run(
         [sys.executable, "-m", "services.ingest", "check", *args], cwd=REPO, capture_output=True, text=True, check=False
     )
 

@@ -27,8 +27,12 @@ async def test_each_outcome_is_routed_and_counted() -> None:
         dead.append((message.body, message.headers))
 
     async with TestKafkaBroker(broker) as test_broker:
-        await test_broker.publish(fixture("generic", "resolved.json"), settings.raw_topic, headers={"source": "generic"})
-        await test_broker.publish(fixture("generic", "triggered.json"), settings.raw_topic, headers={"source": "generic"})
+        await test_broker.publish(
+            fixture("generic", "resolved.json"), settings.raw_topic, headers={"source": "generic"}
+        )
+        await test_broker.publish(
+            fixture("generic", "triggered.json"), settings.raw_topic, headers={"source": "generic"}
+        )
         await test_broker.publish(b"{oops", settings.raw_topic, headers={"source": "generic"}, key=b"k1")
         await test_broker.publish(b"{}", settings.raw_topic, headers={"source": "nagios"})
 

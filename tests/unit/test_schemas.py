@@ -25,8 +25,11 @@ def test_drift_is_detected(tmp_path: Path) -> None:
 def test_times_are_normalised_to_utc() -> None:
     cet = timezone(timedelta(hours=1))
     incident = IncidentClosed.create(
-        source="generic", source_incident_id="1", resolved_at=datetime(2026, 11, 27, 11, 0, tzinfo=cet),
-        title="t", severity=Severity.LOW,
+        source="generic",
+        source_incident_id="1",
+        resolved_at=datetime(2026, 11, 27, 11, 0, tzinfo=cet),
+        title="t",
+        severity=Severity.LOW,
     )
     assert incident.resolved_at == RESOLVED
     assert incident.resolved_at.utcoffset() == timedelta(0)
@@ -34,16 +37,23 @@ def test_times_are_normalised_to_utc() -> None:
 
 def test_event_id_does_not_depend_on_the_offset_a_vendor_used() -> None:
     cet = timezone(timedelta(hours=1))
-    a = IncidentClosed.create(source="generic", source_incident_id="1", resolved_at=RESOLVED, title="t",
-                              severity=Severity.LOW)
-    b = IncidentClosed.create(source="generic", source_incident_id="1", title="t", severity=Severity.LOW,
-                              resolved_at=datetime(2026, 11, 27, 11, 0, tzinfo=cet))
+    a = IncidentClosed.create(
+        source="generic", source_incident_id="1", resolved_at=RESOLVED, title="t", severity=Severity.LOW
+    )
+    b = IncidentClosed.create(
+        source="generic",
+        source_incident_id="1",
+        title="t",
+        severity=Severity.LOW,
+        resolved_at=datetime(2026, 11, 27, 11, 0, tzinfo=cet),
+    )
     assert a.event_id == b.event_id
 
 
 def test_our_events_are_strict_and_frozen() -> None:
-    incident = IncidentClosed.create(source="generic", source_incident_id="1", resolved_at=RESOLVED, title="t",
-                                     severity=Severity.LOW)
+    incident = IncidentClosed.create(
+        source="generic", source_incident_id="1", resolved_at=RESOLVED, title="t", severity=Severity.LOW
+    )
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         IncidentClosed.model_validate({**incident.model_dump(), "surprise": 1})
     with pytest.raises(ValidationError, match="frozen"):
@@ -61,21 +71,28 @@ def test_our_events_are_strict_and_frozen() -> None:
     ],
 )
 def test_incident_closed_rejects_inconsistent_events(change: dict[str, object], message: str) -> None:
-    valid = IncidentClosed.create(source="generic", source_incident_id="1", resolved_at=RESOLVED, title="t",
-                                  severity=Severity.LOW).model_dump()
+    valid = IncidentClosed.create(
+        source="generic", source_incident_id="1", resolved_at=RESOLVED, title="t", severity=Severity.LOW
+    ).model_dump()
     with pytest.raises(ValidationError, match=message):
         IncidentClosed.model_validate({**valid, **change})
 
 
 def test_create_refuses_a_naive_resolve_time() -> None:
     with pytest.raises(ValueError, match="time zone"):
-        IncidentClosed.create(source="generic", source_incident_id="1", title="t", severity=Severity.LOW,
-                              resolved_at=datetime(2026, 11, 27, 10, 0))  # noqa: DTZ001
+        IncidentClosed.create(
+            source="generic",
+            source_incident_id="1",
+            title="t",
+            severity=Severity.LOW,
+            resolved_at=datetime(2026, 11, 27, 10, 0),  # noqa: DTZ001 - the naive time is the point
+        )
 
 
 def test_review_opened_round_trips_through_json() -> None:
     event = ReviewOpened.model_validate_json(
-        '{"schema_version": 1, "event_id": "5f0c7c1e-0000-4000-8000-000000000001", "occurred_at": "2026-11-28T09:00:00Z",'
+        '{"schema_version": 1, "event_id": "5f0c7c1e-0000-4000-8000-000000000001",'
+        ' "occurred_at": "2026-11-28T09:00:00Z",'
         ' "type": "ReviewOpened", "review_id": "r", "incident_key": "generic:1", "source": "generic", "title": "t",'
         ' "severity": "high", "status": "open", "incident_resolved_at": "2026-11-28T08:00:00+01:00"}'
     )

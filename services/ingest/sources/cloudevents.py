@@ -50,7 +50,6 @@ def normalise(raw: RawIncident, config: NormalisationConfig) -> Outcome:
     provenance = {"ce_source": str(attributes["source"]), "ce_type": str(attributes["type"])}
     return Accepted(
         tuple(
-            incident.model_copy(update={"labels": {**incident.labels, **provenance}})
-            for incident in outcome.incidents
+            incident.model_copy(update={"labels": {**incident.labels, **provenance}}) for incident in outcome.incidents
         )
     )

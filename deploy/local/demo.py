@@ -1,0 +1,123 @@
+"""The main job's second half: feed the running services with sample incidents and show what became of them.
+
+Run by ``scripts/demo`` once the local stack and the three services are up. Every file under
+``deploy/local/samples/<source>/`` is produced to ``incidents.raw`` with its ``source`` header, as a paging tool
+or the webhook receiver would; then the reviews opened, the records dead-lettered and the metrics are shown.
+"""
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.ingest.domain.outcome import Accepted, RawIncident
+from services.ingest.settings import IngestSettings
+from services.ingest.sources import normalise
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+def samples() -> list[tuple[str, Path]]:
+    return sorted((path.parent.name, path) for path in SAMPLES.glob("*/*.json"))
+
+
+def expected_incidents(found: list[tuple[str, Path]]) -> set[str]:
+    """The incident keys the samples should produce, from the same pure normalisation ingest runs."""
+    keys: set[str] = set()
+    config = IngestSettings().normalisation()
+    for source, path in found:
+        outcome = normalise(RawIncident(path.read_bytes(), {"source": source}), config)
+        if isinstance(outcome, Accepted):
+            keys.update(incident.incident_key for incident in outcome.incidents)
+    return keys
+
+
+async def send(bootstrap: str, topic: str, found: list[tuple[str, Path]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for source, path in found:
+            await producer.send_and_wait(
+                topic,
+                path.read_bytes(),
+                key=path.stem.encode(),
+                headers=[("source", source.encode()), ("content-type", b"application/json")],
+            )
+            print(f"  sent {source:<14} {path.name}")
+    finally:
+        await producer.stop()
+
+
+async def count_records(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        total = 0
+        while batch := await consumer.getmany(timeout_ms=1500):
+            total += sum(len(records) for records in batch.values())
+        return total
+    finally:
+        await consumer.stop()
+
+
+def wait_for_reviews(review_url: str, keys: set[str], timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        reviews = httpx.get(f"{review_url}/reviews", params={"limit": 500}, timeout=5).json()
+        if keys <= {review["incident_key"] for review in reviews} or time.monotonic() > deadline:
+            return [review for review in reviews if review["incident_key"] in keys]
+        time.sleep(0.5)
+
+
+def lessons_metrics(url: str) -> list[str]:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return [
+        f"  {sample.name}{{{','.join(f'{k}={v!r}' for k, v in sorted(sample.labels.items()))}}} {sample.value:g}"
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("lessons_") and sample.value
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args()
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    ingest = f"http://127.0.0.1:{os.environ.get('INGEST_HTTP_PORT', '8081')}"
+    review = f"http://127.0.0.1:{os.environ.get('REVIEW_HTTP_PORT', '8082')}"
+    followup = f"http://127.0.0.1:{os.environ.get('FOLLOWUP_HTTP_PORT', '8083')}"
+    raw_topic = IngestSettings().raw_topic
+
+    found = samples()
+    keys = expected_incidents(found)
+    print(f"Feeding {len(found)} sample payloads to {raw_topic} ({len(keys)} distinct resolved incidents among them)")
+    asyncio.run(send(bootstrap, raw_topic, found))
+
+    reviews = wait_for_reviews(review, keys, args.timeout)
+    print(f"\nLessons-learned records ({len(reviews)} of {len(keys)} expected):")
+    print(f"  {'incident':<26} {'severity':<9} {'status':<13} {'due':<11} title")
+    for item in sorted(reviews, key=lambda r: r["incident_key"]):
+        due = (item.get("due_at") or "-")[:10]
+        print(
+            f"  {item['incident_key']:<26} {item['incident']['severity']:<9} {item['status']:<13} {due:<11} "
+            f"{item['incident']['title']}"
+        )
+    dead = asyncio.run(count_records(bootstrap, f"{raw_topic}.dlq"))
+    print(f"\nRecords in {raw_topic}.dlq (kept with their reason, for repair and replay): {dead}")
+    for name, url in (("ingest", ingest), ("review", review), ("follow-up", followup)):
+        print(f"\n{name} metrics ({url}/metrics, lessons_* only):")
+        print("\n".join(lessons_metrics(url)) or "  (none yet)")
+    print(f"\nReview API: {review}/docs   one record: {review}/reviews/<id>")
+    return 0 if len(reviews) == len(keys) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
