@@ -10,6 +10,7 @@ import asyncio
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +56,20 @@ async def send(bootstrap: str, topic: str, found: list[tuple[str, Path]]) -> Non
         await producer.stop()
 
 
-async def count_records(bootstrap: str, topic: str) -> int:
+async def dead_letter_reasons(bootstrap: str, topic: str, since: datetime) -> list[str]:
+    """Why each record dead-lettered since ``since`` was refused (earlier runs' records stay in the topic)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     try:
-        total = 0
+        reasons = []
         while batch := await consumer.getmany(timeout_ms=1500):
-            total += sum(len(records) for records in batch.values())
-        return total
+            for records in batch.values():
+                for record in records:
+                    headers = {name: value.decode(errors="replace") for name, value in record.headers}
+                    if datetime.fromisoformat(headers.get("dlq-failed-at", "1970-01-01T00:00:00+00:00")) < since:
+                        continue
+                    reasons.append(f"{headers.get('source', '?')}: {headers.get('dlq-reason', '?')}")
+        return reasons
     finally:
         await consumer.stop()
 
@@ -82,7 +89,7 @@ def lessons_metrics(url: str) -> list[str]:
         f"  {sample.name}{{{','.join(f'{k}={v!r}' for k, v in sorted(sample.labels.items()))}}} {sample.value:g}"
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name.startswith("lessons_") and sample.value
+        if sample.name.startswith("lessons_") and not sample.name.endswith("_created") and sample.value
     ]
 
 
@@ -96,6 +103,7 @@ def main() -> int:
     followup = f"http://127.0.0.1:{os.environ.get('FOLLOWUP_HTTP_PORT', '8083')}"
     raw_topic = IngestSettings().raw_topic
 
+    started = datetime.now(UTC)
     found = samples()
     keys = expected_incidents(found)
     print(f"Feeding {len(found)} sample payloads to {raw_topic} ({len(keys)} distinct resolved incidents among them)")
@@ -110,8 +118,9 @@ def main() -> int:
             f"  {item['incident_key']:<26} {item['incident']['severity']:<9} {item['status']:<13} {due:<11} "
             f"{item['incident']['title']}"
         )
-    dead = asyncio.run(count_records(bootstrap, f"{raw_topic}.dlq"))
-    print(f"\nRecords in {raw_topic}.dlq (kept with their reason, for repair and replay): {dead}")
+    dead = asyncio.run(dead_letter_reasons(bootstrap, f"{raw_topic}.dlq", started))
+    print(f"\nRecords in {raw_topic}.dlq, kept with their reason for repair and replay ({len(dead)} from this run):")
+    print("\n".join(f"  {reason}" for reason in dead) or "  (none)")
     for name, url in (("ingest", ingest), ("review", review), ("follow-up", followup)):
         print(f"\n{name} metrics ({url}/metrics, lessons_* only):")
         print("\n".join(lessons_metrics(url)) or "  (none yet)")
