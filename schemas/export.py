@@ -11,12 +11,24 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.incident import IncidentClosed
-from schemas.review import ReviewOpened
+from schemas.review import (
+    ActionItemAdded,
+    ActionItemUpdated,
+    ReviewOpened,
+    ReviewRecurred,
+    ReviewStatusChanged,
+    ReviewUpdated,
+)
 
 SCHEMA_DIR = Path(__file__).parent / "json"
 EXPORTED: dict[str, type[BaseModel]] = {
     "incident_closed.v1.json": IncidentClosed,
     "review_opened.v1.json": ReviewOpened,
+    "review_updated.v1.json": ReviewUpdated,
+    "review_status_changed.v1.json": ReviewStatusChanged,
+    "action_item_added.v1.json": ActionItemAdded,
+    "action_item_updated.v1.json": ActionItemUpdated,
+    "review_recurred.v1.json": ReviewRecurred,
 }
 
 
