@@ -4,7 +4,7 @@ Only this package is imported by more than one service: it is the wire contract,
 rejects unknown fields, and has a JSON Schema exported beside it (``python -m schemas.export``).
 """
 
-from schemas.base import Event, utc_datetime, validation_summary
+from schemas.base import Event, Text, utc_datetime, validation_summary
 from schemas.dead_letter import dead_letter_headers, dlq_topic_for
 from schemas.incident import (
     SOURCES,
@@ -50,6 +50,7 @@ __all__ = [
     "ReviewUpdated",
     "Severity",
     "Source",
+    "Text",
     "TimelineEntry",
     "dead_letter_headers",
     "dlq_topic_for",

@@ -11,6 +11,19 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _encodable(value: str) -> str:
+    # JSON text may escape lone UTF-16 surrogates that no UTF-8 wire can carry; refuse them here, naming the field,
+    # rather than fail later when the event is serialised and published.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("text contains a lone surrogate and cannot be encoded as UTF-8") from exc
+    return value
+
+
+# Text that is guaranteed to serialise: every string field of our events uses it.
+Text = Annotated[str, AfterValidator(_encodable)]
+
 # Times on the wire are always offset-aware and normalised to UTC, so consumers never guess a zone.
 utc_datetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 

@@ -7,7 +7,7 @@ from uuid import UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.base import Event, utc_datetime
+from schemas.base import Event, Text, utc_datetime
 
 Source = Literal[
     "pagerduty",
@@ -41,9 +41,9 @@ class TimelineEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     at: utc_datetime
-    kind: str = Field(min_length=1, max_length=200, description="e.g. triggered, acknowledged, note, resolved")
-    message: str = Field(default="", max_length=10_000)
-    actor: str | None = None
+    kind: Text = Field(min_length=1, max_length=200, description="e.g. triggered, acknowledged, note, resolved")
+    message: Text = Field(default="", max_length=10_000)
+    actor: Text | None = None
 
 
 def incident_key_for(source: str, source_incident_id: str) -> str:
@@ -52,26 +52,28 @@ def incident_key_for(source: str, source_incident_id: str) -> str:
 
 def incident_event_id(incident_key: str, resolved_at_iso: str) -> UUID:
     """Deterministic: the same closure always yields the same event id, so duplicates are recognisable."""
-    return uuid5(INCIDENT_EVENT_NAMESPACE, f"{incident_key}|{resolved_at_iso}")
+    name = f"{incident_key}|{resolved_at_iso}"
+    # surrogatepass: a key that cannot be UTF-8 is refused by validation with its field named, not by the hash here.
+    return uuid5(INCIDENT_EVENT_NAMESPACE, name.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
 
 
 class IncidentClosed(Event):
     """An incident was resolved or closed in a paging or monitoring tool."""
 
     schema_version: Literal[1] = 1
-    incident_key: str = Field(min_length=3, description='"<source>:<source_incident_id>", the de-duplication key')
+    incident_key: Text = Field(min_length=3, description='"<source>:<source_incident_id>", the de-duplication key')
     source: Source
-    source_incident_id: str = Field(min_length=1, max_length=500)
-    title: str = Field(min_length=1, max_length=2_000)
+    source_incident_id: Text = Field(min_length=1, max_length=500)
+    title: Text = Field(min_length=1, max_length=2_000)
     severity: Severity
-    source_severity: str | None = Field(default=None, description="The severity or priority as the vendor said it")
-    service: str | None = None
-    team: str | None = None
+    source_severity: Text | None = Field(default=None, description="The severity or priority as the vendor said it")
+    service: Text | None = None
+    team: Text | None = None
     started_at: utc_datetime | None = None
     resolved_at: utc_datetime
-    url: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    fingerprint: str | None = Field(default=None, description="What recurs when the same problem recurs")
+    url: Text | None = None
+    labels: dict[Text, Text] = Field(default_factory=dict)
+    fingerprint: Text | None = Field(default=None, description="What recurs when the same problem recurs")
     timeline: tuple[TimelineEntry, ...] = ()
 
     @model_validator(mode="after")

@@ -117,3 +117,26 @@ def test_dead_letter_headers_keep_the_original_and_cut_long_reasons() -> None:
     assert headers["dlq-original-offset"] == "41"
     assert headers["dlq-attempts"] == "3"
     assert headers["dlq-failed-at"] == "2026-11-27T10:00:00+00:00"
+
+
+def test_text_that_cannot_travel_as_utf8_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValidationError, match="source_incident_id"):
+        IncidentClosed.create(
+            source="generic", source_incident_id="a\ud800", resolved_at=RESOLVED, title="t", severity=Severity.LOW
+        )
+    with pytest.raises(ValidationError, match="labels"):
+        IncidentClosed.create(
+            source="generic",
+            source_incident_id="a",
+            resolved_at=RESOLVED,
+            title="t",
+            severity=Severity.LOW,
+            labels={"k": "\udfff"},
+        )
+
+
+def test_every_source_has_a_normaliser() -> None:
+    from schemas import SOURCES
+    from services.ingest.sources import NORMALISERS
+
+    assert set(NORMALISERS) == set(SOURCES)

@@ -7,13 +7,32 @@ from collections.abc import Callable
 
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.outcome import Invalid, Outcome, RawIncident
-from services.ingest.sources import cloudevents, generic
+from services.ingest.sources import (
+    alertmanager,
+    cloudevents,
+    datadog,
+    generic,
+    grafana,
+    grafana_oncall,
+    incidentio,
+    opsgenie,
+    pagerduty,
+    zabbix,
+)
 
 Normaliser = Callable[[RawIncident, NormalisationConfig], Outcome]
 
 NORMALISERS: dict[str, Normaliser] = {
-    "generic": generic.normalise,
+    "pagerduty": pagerduty.normalise,
+    "opsgenie": opsgenie.normalise,
+    "alertmanager": alertmanager.normalise,
+    "grafana": grafana.normalise,
+    "grafana-oncall": grafana_oncall.normalise,
+    "datadog": datadog.normalise,
+    "incidentio": incidentio.normalise,
+    "zabbix": zabbix.normalise,
     "cloudevents": cloudevents.normalise,
+    "generic": generic.normalise,
 }
 
 
