@@ -6,7 +6,7 @@ import sys
 import uvicorn
 
 from services.ingest.app import create_app
-from services.ingest.settings import IngestSettings, KafkaSettings
+from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
 
 
 def main(argv: list[str]) -> int:
@@ -16,7 +16,7 @@ def main(argv: list[str]) -> int:
 
         return check(argv[1:])
     settings = IngestSettings()
-    app = create_app(KafkaSettings(), settings)
+    app = create_app(KafkaSettings(), settings, MongoSettings())
     uvicorn.run(
         app,
         host=settings.http_host,

@@ -2,18 +2,24 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI, Response
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo import AsyncMongoClient
 
 from services.ingest.handlers import register_handlers
 from services.ingest.metrics import IngestMetrics
-from services.ingest.settings import IngestSettings, KafkaSettings
+from services.ingest.recent_closures import RecentClosures
+from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
 
 
-def create_broker(kafka: KafkaSettings, settings: IngestSettings, metrics: IngestMetrics) -> KafkaBroker:
+def create_broker(
+    kafka: KafkaSettings, settings: IngestSettings, metrics: IngestMetrics, recent: RecentClosures
+) -> KafkaBroker:
     broker = KafkaBroker(
         kafka.bootstrap_servers,
         acks="all",
@@ -22,24 +28,33 @@ def create_broker(kafka: KafkaSettings, settings: IngestSettings, metrics: Inges
         graceful_timeout=settings.shutdown_timeout_seconds,
         middlewares=[KafkaPrometheusMiddleware(registry=metrics.registry, app_name="ingest")],
     )
-    register_handlers(broker, settings, metrics)
+    register_handlers(broker, settings=settings, metrics=metrics, recent=recent)
     return broker
 
 
-def create_app(kafka: KafkaSettings | None = None, settings: IngestSettings | None = None) -> FastAPI:
+def create_app(
+    kafka: KafkaSettings | None = None,
+    settings: IngestSettings | None = None,
+    mongo: MongoSettings | None = None,
+) -> FastAPI:
     kafka = kafka or KafkaSettings()
     settings = settings or IngestSettings()
+    mongo = mongo or MongoSettings()
     metrics = IngestMetrics.create()
-    broker = create_broker(kafka, settings, metrics)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo.uri, tz_aware=True, connect=False)
+    recent = RecentClosures(client[mongo.database], timedelta(seconds=settings.dedup_window_seconds))
+    broker = create_broker(kafka, settings, metrics, recent)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await recent.ensure_indexes()
         await broker.start()
         try:
             yield
         finally:
             # Stops consuming, lets the in-flight record finish and commits its offset, then closes the producer.
             await broker.stop()
+            await client.close()
 
     app = FastAPI(title="incident-lessons ingest", lifespan=lifespan)
     app.state.broker = broker
@@ -52,9 +67,14 @@ def create_app(kafka: KafkaSettings | None = None, settings: IngestSettings | No
     @app.get("/readyz")
     async def readyz(response: Response) -> dict[str, bool]:
         kafka_ok = await broker.ping(timeout=2.0)
-        if not kafka_ok:
+        try:
+            await client.admin.command("ping")
+            mongo_ok = True
+        except Exception:
+            mongo_ok = False
+        if not (kafka_ok and mongo_ok):
             response.status_code = 503
-        return {"kafka": kafka_ok}
+        return {"kafka": kafka_ok, "mongodb": mongo_ok}
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

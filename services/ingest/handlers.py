@@ -7,8 +7,8 @@ so the record is redelivered rather than lost.
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -17,6 +17,7 @@ from faststream.message import StreamMessage
 
 from schemas import SOURCES, IncidentClosed, dead_letter_headers
 from services.ingest.domain.config import NormalisationConfig
+from services.ingest.domain.deduplication import fresh_incidents
 from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
 from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import IngestSettings
@@ -25,6 +26,17 @@ from services.ingest.sources import normalise, source_of
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+
+class RecentlyPublished(Protocol):
+    """Which incident keys were published within ``window`` (MongoDB in production: ``RecentClosures``)."""
+
+    window: timedelta
+
+    async def published_since(self, keys: Iterable[str], since: datetime) -> set[str]: ...
+
+    async def remember(self, keys: Iterable[str], now: datetime) -> None:
+        """Called only after Kafka acknowledged the publishes of ``keys``."""
 
 
 def text_headers(headers: Iterable[tuple[str, bytes]]) -> dict[str, str]:
@@ -48,8 +60,10 @@ def classify(raw: RawIncident, config: NormalisationConfig) -> Outcome:
 
 def register_handlers(
     broker: KafkaBroker,
+    *,
     settings: IngestSettings,
     metrics: IngestMetrics,
+    recent: RecentlyPublished,
     clock: Clock = lambda: datetime.now(UTC),
 ) -> None:
     config = settings.normalisation()
@@ -78,14 +92,21 @@ def register_handlers(
         source_label = source if source in SOURCES else "unknown"
         outcome = classify(raw, config)
         if isinstance(outcome, Accepted):
-            for incident in outcome.incidents:
+            now = clock()
+            keys = [incident.incident_key for incident in outcome.incidents]
+            fresh = fresh_incidents(outcome.incidents, await recent.published_since(keys, now - recent.window))
+            for incident in fresh:
                 await publish_closed(incident)
-            metrics.events_received.labels(source_label, "accepted").inc()
+            # Remembered only once Kafka has them: a crash before this re-publishes, it never loses.
+            await recent.remember((incident.incident_key for incident in fresh), now)
+            metrics.events_received.labels(source_label, "accepted" if fresh else "duplicate").inc()
+            metrics.incidents_published.labels(source_label).inc(len(fresh))
+            metrics.incidents_suppressed.labels(source_label).inc(len(outcome.incidents) - len(fresh))
             log.info(
-                "accepted %d incident(s) from %s: %s",
-                len(outcome.incidents),
+                "%s record: published %s; already published within the window: %s",
                 source_label,
-                ", ".join(i.incident_key for i in outcome.incidents),
+                ", ".join(i.incident_key for i in fresh) or "none",
+                ", ".join(sorted(set(keys) - {i.incident_key for i in fresh})) or "none",
             )
         elif isinstance(outcome, Ignored):
             metrics.events_received.labels(source_label, "ignored").inc()

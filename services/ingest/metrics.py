@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter
 class IngestMetrics:
     registry: CollectorRegistry
     events_received: Counter
+    incidents_published: Counter
+    incidents_suppressed: Counter
     dead_lettered: Counter
 
     @classmethod
@@ -18,8 +20,20 @@ class IngestMetrics:
             registry=registry,
             events_received=Counter(
                 "lessons_incident_events_received_total",
-                "Incident events read from incidents.raw, by source and outcome",
+                "Records read from incidents.raw, by source and outcome (accepted, duplicate, ignored, invalid)",
                 ["source", "outcome"],
+                registry=registry,
+            ),
+            incidents_published=Counter(
+                "lessons_incidents_closed_published_total",
+                "IncidentClosed events published to incidents.closed, by source",
+                ["source"],
+                registry=registry,
+            ),
+            incidents_suppressed=Counter(
+                "lessons_incident_closures_suppressed_total",
+                "Closed incidents not published again because they were published within the de-duplication window",
+                ["source"],
                 registry=registry,
             ),
             dead_lettered=Counter(

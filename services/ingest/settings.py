@@ -17,6 +17,13 @@ class KafkaSettings(BaseSettings):
     bootstrap_servers: str = "127.0.0.1:9092"
 
 
+class MongoSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MONGODB_")
+
+    uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
+    database: str = "incident_lessons"
+
+
 class IngestSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INGEST_")
 
@@ -28,6 +35,8 @@ class IngestSettings(BaseSettings):
     # {"pagerduty": {"P1": "critical"}, ...}: consulted before the built-in tables.
     severity_overrides: dict[str, dict[str, Severity]] = Field(default_factory=dict)
     zabbix_timezone: str = "UTC"
+    # The same incident closed again within this window (vendor retries, two webhooks) is published once.
+    dedup_window_seconds: int = Field(default=86_400, ge=1)
     shutdown_timeout_seconds: float = 20.0
 
     @property

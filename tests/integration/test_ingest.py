@@ -1,14 +1,18 @@
 """Ingest against real Kafka: normalised events out, bad records to the DLQ, the partition keeps moving."""
 
 import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from schemas import IncidentClosed, Severity
 from services.ingest.app import create_app
-from services.ingest.settings import IngestSettings, KafkaSettings
+from services.ingest.recent_closures import RecentClosures
+from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
 from tests.conftest import Servers
 from tests.support.kafka import create_topics, produce, read_topic
+from tests.support.mongo import scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +33,12 @@ def generic(incident_id: str, **overrides: object) -> bytes:
 
 
 @pytest.fixture
+async def mongo(servers: Servers, unique: str) -> AsyncIterator[MongoSettings]:
+    async with scratch_database(servers.mongodb_uri, f"ingest_{unique}") as db:
+        yield MongoSettings(uri=servers.mongodb_uri, database=db.name)
+
+
+@pytest.fixture
 async def ingest_settings(servers: Servers, unique: str) -> IngestSettings:
     settings = IngestSettings(
         raw_topic=f"incidents.raw.{unique}", closed_topic=f"incidents.closed.{unique}", group_id=f"ingest-{unique}"
@@ -38,7 +48,7 @@ async def ingest_settings(servers: Servers, unique: str) -> IngestSettings:
 
 
 async def test_bad_record_goes_to_dlq_and_the_next_good_one_is_published(
-    servers: Servers, ingest_settings: IngestSettings
+    servers: Servers, ingest_settings: IngestSettings, mongo: MongoSettings
 ) -> None:
     raw = ingest_settings.raw_topic
     # Same key, so all three share a partition: the good record after the garbage proves the partition moved on.
@@ -48,7 +58,7 @@ async def test_bad_record_goes_to_dlq_and_the_next_good_one_is_published(
     )
     await produce(servers.kafka_bootstrap, raw, generic("INC-7"), key=b"INC-7", headers={"source": "generic"})
 
-    app = create_app(KafkaSettings(bootstrap_servers=servers.kafka_bootstrap), ingest_settings)
+    app = create_app(KafkaSettings(bootstrap_servers=servers.kafka_bootstrap), ingest_settings, mongo)
     async with app.router.lifespan_context(app):
         closed = await read_topic(servers.kafka_bootstrap, ingest_settings.closed_topic, expect=1, settle=1.0)
         dead = await read_topic(servers.kafka_bootstrap, ingest_settings.dlq_topic, expect=1)
@@ -70,18 +80,54 @@ async def test_bad_record_goes_to_dlq_and_the_next_good_one_is_published(
 
 
 async def test_records_survive_a_restart_without_loss_or_reprocessing(
-    servers: Servers, ingest_settings: IngestSettings
+    servers: Servers, ingest_settings: IngestSettings, mongo: MongoSettings
 ) -> None:
     kafka = KafkaSettings(bootstrap_servers=servers.kafka_bootstrap)
     await produce(servers.kafka_bootstrap, ingest_settings.raw_topic, generic("A-1"), headers={"source": "generic"})
-    first = create_app(kafka, ingest_settings)
+    first = create_app(kafka, ingest_settings, mongo)
     async with first.router.lifespan_context(first):
         await read_topic(servers.kafka_bootstrap, ingest_settings.closed_topic, expect=1)
 
     # Produced while ingest is down: picked up by the next instance, and A-1 (committed) is not processed again.
     await produce(servers.kafka_bootstrap, ingest_settings.raw_topic, generic("A-2"), headers={"source": "generic"})
-    second = create_app(kafka, ingest_settings)
+    second = create_app(kafka, ingest_settings, mongo)
     async with second.router.lifespan_context(second):
         closed = await read_topic(servers.kafka_bootstrap, ingest_settings.closed_topic, expect=2, settle=2.0)
 
     assert sorted(r.key for r in closed) == [b"generic:A-1", b"generic:A-2"]
+
+
+async def test_the_same_closure_from_two_deliveries_is_published_once(
+    servers: Servers, ingest_settings: IngestSettings, mongo: MongoSettings
+) -> None:
+    # Two webhooks (different raw keys, maybe different partitions) carrying the same resolved incident.
+    for delivery in (b"delivery-1", b"delivery-2"):
+        await produce(
+            servers.kafka_bootstrap,
+            ingest_settings.raw_topic,
+            generic("D-1"),
+            key=delivery,
+            headers={"source": "generic"},
+        )
+    await produce(servers.kafka_bootstrap, ingest_settings.raw_topic, generic("D-2"), headers={"source": "generic"})
+    app = create_app(KafkaSettings(bootstrap_servers=servers.kafka_bootstrap), ingest_settings, mongo)
+    async with app.router.lifespan_context(app):
+        closed = await read_topic(servers.kafka_bootstrap, ingest_settings.closed_topic, expect=2, settle=2.0)
+        sample = app.state.metrics.registry.get_sample_value
+        duplicates = sample("lessons_incident_closures_suppressed_total", {"source": "generic"})
+    assert sorted(r.key for r in closed) == [b"generic:D-1", b"generic:D-2"]
+    assert duplicates == 1
+
+
+async def test_recent_closures_forget_a_key_once_the_window_has_passed(mongo: MongoSettings) -> None:
+    async with scratch_database(mongo.uri, mongo.database) as db:
+        recent = RecentClosures(db, window=timedelta(hours=1))
+        await recent.ensure_indexes()
+        t0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+        await recent.remember(["generic:W-1", "generic:W-1", "generic:W-2"], t0)
+        within = t0 + timedelta(minutes=59)
+        after = t0 + timedelta(minutes=61)
+        assert await recent.published_since(["generic:W-1", "generic:W-3"], within - recent.window) == {"generic:W-1"}
+        assert await recent.published_since(["generic:W-1", "generic:W-2"], after - recent.window) == set()
+        await recent.remember(["generic:W-1"], after)
+        assert await recent.published_since(["generic:W-1"], after - recent.window) == {"generic:W-1"}

@@ -9,12 +9,13 @@ from services.ingest.app import create_broker
 from services.ingest.handlers import undecoded
 from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import IngestSettings, KafkaSettings
+from tests.support.fakes import InMemoryRecentClosures
 from tests.support.fixtures import fixture
 
 
 async def test_each_outcome_is_routed_and_counted() -> None:
     settings, metrics = IngestSettings(), IngestMetrics.create()
-    broker = create_broker(KafkaSettings(), settings, metrics)
+    broker = create_broker(KafkaSettings(), settings, metrics, InMemoryRecentClosures())
     closed: list[tuple[bytes, dict[str, str]]] = []
     dead: list[tuple[bytes, dict[str, str]]] = []
 
@@ -27,9 +28,10 @@ async def test_each_outcome_is_routed_and_counted() -> None:
         dead.append((message.body, message.headers))
 
     async with TestKafkaBroker(broker) as test_broker:
-        await test_broker.publish(
-            fixture("generic", "resolved.json"), settings.raw_topic, headers={"source": "generic"}
-        )
+        for _ in range(2):  # a vendor retry: published once
+            await test_broker.publish(
+                fixture("generic", "resolved.json"), settings.raw_topic, headers={"source": "generic"}
+            )
         await test_broker.publish(
             fixture("generic", "triggered.json"), settings.raw_topic, headers={"source": "generic"}
         )
@@ -45,6 +47,9 @@ async def test_each_outcome_is_routed_and_counted() -> None:
     registry = metrics.registry
     sample = registry.get_sample_value
     assert sample("lessons_incident_events_received_total", {"source": "generic", "outcome": "accepted"}) == 1
+    assert sample("lessons_incident_events_received_total", {"source": "generic", "outcome": "duplicate"}) == 1
+    assert sample("lessons_incident_closures_suppressed_total", {"source": "generic"}) == 1
+    assert sample("lessons_incidents_closed_published_total", {"source": "generic"}) == 1
     assert sample("lessons_incident_events_received_total", {"source": "generic", "outcome": "ignored"}) == 1
     assert sample("lessons_incident_events_received_total", {"source": "generic", "outcome": "invalid"}) == 1
     # An unknown source name never becomes a label value: it could be anything a sender typed.

@@ -1,0 +1,40 @@
+"""MongoDB adapter remembering which incident keys ingest published recently (collection ``ingest_recent_closures``).
+
+Ingest records a key only after Kafka acknowledged its publish: a crash in between re-publishes on redelivery (a
+harmless duplicate, since review is idempotent) instead of losing the incident. A TTL index keeps the collection to
+the window.
+"""
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+RECENT_CLOSURES = "ingest_recent_closures"
+
+
+class RecentClosures:
+    def __init__(self, database: AsyncDatabase[dict[str, Any]], window: timedelta) -> None:
+        self._closures: AsyncCollection[dict[str, Any]] = database[RECENT_CLOSURES]
+        self.window = window
+
+    async def ensure_indexes(self) -> None:
+        await self._closures.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0, name="expire_after_window")
+
+    async def published_since(self, keys: Iterable[str], since: datetime) -> set[str]:
+        wanted = list(set(keys))
+        if not wanted:
+            return set()
+        cursor = self._closures.find({"_id": {"$in": wanted}, "published_at": {"$gte": since}}, {"_id": 1})
+        return {doc["_id"] async for doc in cursor}
+
+    async def remember(self, keys: Iterable[str], now: datetime) -> None:
+        updates = [
+            UpdateOne({"_id": key}, {"$set": {"published_at": now, "expire_at": now + self.window}}, upsert=True)
+            for key in set(keys)
+        ]
+        if updates:
+            await self._closures.bulk_write(updates, ordered=False)
