@@ -44,6 +44,22 @@ async def produce(
         await producer.stop()
 
 
+async def produce_many(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None, Mapping[str, str]]]
+) -> None:
+    """Produce (value, key, headers) records in order with one producer, waiting for all acknowledgements."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()])
+            for value, key, headers in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
 async def read_topic(
     bootstrap: str, topic: str, *, expect: int, timeout: float = 30.0, settle: float = 0.0
 ) -> list[Record]:
