@@ -5,11 +5,14 @@ committed only after every resulting publish was acknowledged by Kafka (``acks=a
 so the record is redelivered rather than lost.
 """
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -58,6 +61,21 @@ def classify(raw: RawIncident, config: NormalisationConfig) -> Outcome:
         return Invalid(f"adapter error: {type(exc).__name__}")
 
 
+@dataclass(frozen=True)
+class ClassifiedRecord:
+    record: ConsumerRecord[Any, Any]
+    raw: RawIncident
+    source_label: str
+    outcome: Outcome
+
+
+def classify_record(record: ConsumerRecord[Any, Any], config: NormalisationConfig) -> ClassifiedRecord:
+    raw = RawIncident(body=record.value or b"", headers=text_headers(record.headers))
+    source = source_of(raw)
+    # An unknown source name never becomes a label value: it could be anything a sender typed.
+    return ClassifiedRecord(record, raw, source if source in SOURCES else "unknown", classify(raw, config))
+
+
 def register_handlers(
     broker: KafkaBroker,
     *,
@@ -76,65 +94,80 @@ def register_handlers(
             headers={"content-type": "application/json", "event-id": str(incident.event_id)},
         )
 
+    async def dead_letter(item: ClassifiedRecord, reason: str) -> None:
+        record = item.record
+        await broker.publish(
+            record.value,
+            topic=settings.dlq_topic,
+            key=record.key,
+            headers=dead_letter_headers(
+                item.raw.headers,
+                reason=reason,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                attempts=1,
+                failed_at=clock(),
+                failed_by="ingest",
+            ),
+        )
+        metrics.dead_lettered.labels(settings.dlq_topic).inc()
+        log.warning(
+            "invalid %s record %s[%d]@%d sent to %s: %s",
+            item.source_label,
+            record.topic,
+            record.partition,
+            record.offset,
+            settings.dlq_topic,
+            reason,
+        )
+
+    async def process(records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        """One batch: a single de-duplication look-up, all publishes in flight together, then one write."""
+        items = [classify_record(record, config) for record in records]
+        accepted = [
+            incident for item in items if isinstance(item.outcome, Accepted) for incident in item.outcome.incidents
+        ]
+        now = clock()
+        already = await recent.published_since((i.incident_key for i in accepted), now - recent.window)
+        fresh = fresh_incidents(accepted, already)
+        # Sent together so the producer batches them; each is still acknowledged (acks=all) before we go on.
+        await asyncio.gather(
+            *(publish_closed(incident) for incident in fresh),
+            *(dead_letter(item, item.outcome.reason) for item in items if isinstance(item.outcome, Invalid)),
+        )
+        # Remembered only once Kafka has them: a crash before this re-publishes, it never loses.
+        await recent.remember((incident.incident_key for incident in fresh), now)
+        published = {incident.incident_key for incident in fresh}
+        for item in items:
+            count_outcome(item, published)
+
+    def count_outcome(item: ClassifiedRecord, published: set[str]) -> None:
+        outcome, source = item.outcome, item.source_label
+        if isinstance(outcome, Accepted):
+            keys = [incident.incident_key for incident in outcome.incidents]
+            new = [key for key in keys if key in published]
+            published.difference_update(new)  # a key repeated later in the batch counts as a duplicate there
+            metrics.events_received.labels(source, "accepted" if new else "duplicate").inc()
+            metrics.incidents_published.labels(source).inc(len(new))
+            metrics.incidents_suppressed.labels(source).inc(len(keys) - len(new))
+            log.info("%s record: published %s; duplicates: %d", source, ", ".join(new) or "none", len(keys) - len(new))
+        elif isinstance(outcome, Ignored):
+            metrics.events_received.labels(source, "ignored").inc()
+            log.info("ignored a %s event: %s", source, outcome.reason)
+        else:
+            metrics.events_received.labels(source, "invalid").inc()
+
     @broker.subscriber(
         settings.raw_topic,
         group_id=settings.group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
+        batch=True,
+        max_records=settings.batch_max_records,
         decoder=undecoded,
     )
-    async def on_raw_incident(message: KafkaMessage) -> None:
-        record = message.raw_message
-        if isinstance(record, tuple):  # only batch subscribers get tuples; this one is not one
-            raise TypeError("expected a single Kafka record")
-        raw = RawIncident(body=record.value or b"", headers=text_headers(record.headers))
-        source = source_of(raw)
-        source_label = source if source in SOURCES else "unknown"
-        outcome = classify(raw, config)
-        if isinstance(outcome, Accepted):
-            now = clock()
-            keys = [incident.incident_key for incident in outcome.incidents]
-            fresh = fresh_incidents(outcome.incidents, await recent.published_since(keys, now - recent.window))
-            for incident in fresh:
-                await publish_closed(incident)
-            # Remembered only once Kafka has them: a crash before this re-publishes, it never loses.
-            await recent.remember((incident.incident_key for incident in fresh), now)
-            metrics.events_received.labels(source_label, "accepted" if fresh else "duplicate").inc()
-            metrics.incidents_published.labels(source_label).inc(len(fresh))
-            metrics.incidents_suppressed.labels(source_label).inc(len(outcome.incidents) - len(fresh))
-            log.info(
-                "%s record: published %s; already published within the window: %s",
-                source_label,
-                ", ".join(i.incident_key for i in fresh) or "none",
-                ", ".join(sorted(set(keys) - {i.incident_key for i in fresh})) or "none",
-            )
-        elif isinstance(outcome, Ignored):
-            metrics.events_received.labels(source_label, "ignored").inc()
-            log.info("ignored a %s event: %s", source_label, outcome.reason)
-        else:
-            await broker.publish(
-                record.value,
-                topic=settings.dlq_topic,
-                key=record.key,
-                headers=dead_letter_headers(
-                    raw.headers,
-                    reason=outcome.reason,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    attempts=1,
-                    failed_at=clock(),
-                    failed_by="ingest",
-                ),
-            )
-            metrics.events_received.labels(source_label, "invalid").inc()
-            metrics.dead_lettered.labels(settings.dlq_topic).inc()
-            log.warning(
-                "invalid %s record %s[%d]@%d sent to %s: %s",
-                source_label,
-                record.topic,
-                record.partition,
-                record.offset,
-                settings.dlq_topic,
-                outcome.reason,
-            )
+    async def on_raw_incidents(message: KafkaMessage) -> None:
+        # The batch's offsets are committed after this returns; an exception rewinds every partition in it.
+        records = message.raw_message
+        await process(records if isinstance(records, (tuple, list)) else (records,))

@@ -37,6 +37,8 @@ class IngestSettings(BaseSettings):
     zabbix_timezone: str = "UTC"
     # The same incident closed again within this window (vendor retries, two webhooks) is published once.
     dedup_window_seconds: int = Field(default=86_400, ge=1)
+    # Records handled (and committed) together: one MongoDB look-up and one write per batch, not per record.
+    batch_max_records: int = Field(default=100, ge=1, le=10_000)
     shutdown_timeout_seconds: float = 20.0
 
     @property

@@ -22,23 +22,10 @@ from schemas import IncidentClosed, Severity
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
 from services.ingest.domain.severity import SeverityTable
-from services.ingest.sources._common_b import (
-    PayloadError,
-    bound_labels,
-    compact_utc,
-    create_incident,
-    first_text,
-    incident_id,
-    is_zero_time,
-    optional_instant,
-    parse_instant,
-    scalar_labels,
-    text,
-    timeline_entry,
-    title_text,
-    truncate,
-)
-from services.ingest.sources._parsing import json_object
+from services.ingest.sources._incident import closed_incident, timeline_entry
+from services.ingest.sources._labels import bound_labels, object_labels
+from services.ingest.sources._reading import PayloadError, first_text, json_object, text, truncate
+from services.ingest.sources._times import compact_utc, is_zero_time, iso_instant, required_iso_instant
 
 SOURCE = "alertmanager"
 SUPPORTED_VERSION = "4"
@@ -122,7 +109,7 @@ def resolve_time(alert: dict[str, Any], where: str, received_at: datetime | None
     """
     ends_at = alert.get("endsAt")
     if ends_at is not None and ends_at != "":
-        parsed = parse_instant(ends_at, f"{where}.endsAt")
+        parsed = required_iso_instant(ends_at, f"{where}.endsAt")
         if not is_zero_time(parsed):
             return parsed, False
     if received_at is not None:
@@ -140,9 +127,9 @@ def resolved_alert(
     received_at: datetime | None,
 ) -> IncidentClosed:
     """One resolved alert as a closed incident; ``PayloadError`` naming the field when it cannot be."""
-    labels = scalar_labels(alert.get("labels"))
-    annotations = scalar_labels(alert.get("annotations"))
-    starts_at = parse_instant(alert.get("startsAt"), f"{where}.startsAt")
+    labels = object_labels(alert.get("labels"))
+    annotations = object_labels(alert.get("annotations"))
+    starts_at = required_iso_instant(alert.get("startsAt"), f"{where}.startsAt")
     if is_zero_time(starts_at):
         raise PayloadError(f"{where}.startsAt", "zero time; the alert's start is needed to identify it")
     resolved_at, approximate = resolve_time(alert, where, received_at)
@@ -155,18 +142,19 @@ def resolved_alert(
     provenance = {**extra_labels, **details.labels}
     if approximate:
         provenance["resolved_at_source"] = "received-at"
-    return create_incident(
+    return closed_incident(
         source=dialect.source,
-        source_incident_id=incident_id(f"{fingerprint}@{compact_utc(starts_at)}", f"{where}.fingerprint"),
+        source_incident_id=f"{fingerprint}@{compact_utc(starts_at)}",
+        id_field=f"{where}.fingerprint",
         resolved_at=resolved_at,
-        title=title_text(title or f"Alert {fingerprint}"),
+        title=title or f"Alert {fingerprint}",
         severity=config.severity(dialect.source, severity, dialect.severities),
         source_severity=severity,
         service=first_text(labels.get("service"), labels.get("job")),
         team=text(labels.get("team")),
         started_at=starts_at,
         url=details.url,
-        labels=bound_labels(labels, extra=provenance, prefer=PREFERRED_LABELS),
+        labels=bound_labels(provenance, labels, prefer=PREFERRED_LABELS),
         fingerprint=fingerprint,
         timeline=(
             timeline_entry(starts_at, "triggered", "\n".join(part for part in (title, details.evidence) if part)),
@@ -221,7 +209,7 @@ def _map_alerts(
 ) -> tuple[tuple[IncidentClosed, ...], dict[str, int]]:
     """The incidents of the resolved alerts, and how many alerts were in each other status."""
     group_status = text(payload.get("status"))
-    received_at = optional_instant(raw.headers.get("received-at"))
+    received_at = iso_instant(raw.headers.get("received-at"))
     extra_labels = dialect.group_labels(payload)
     if truncated:
         extra_labels[dialect.truncated_label] = str(truncated)

@@ -5,7 +5,7 @@ from typing import Any
 
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.outcome import Accepted, Invalid, Outcome, RawIncident
-from services.ingest.sources._parsing import json_object
+from services.ingest.sources._reading import json_object
 from services.ingest.sources.generic import parse_form
 
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")

@@ -21,21 +21,12 @@ from typing import Any
 
 from schemas import Severity
 from services.ingest.domain.config import NormalisationConfig
-from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
+from services.ingest.domain.outcome import Accepted, Ignored, Outcome, RawIncident
 from services.ingest.domain.severity import SeverityTable
-from services.ingest.sources._common_a import (
-    PayloadError,
-    as_object,
-    bound_labels,
-    closed_incident,
-    comma_separated,
-    epoch_instant,
-    quoted,
-    split_tags,
-    text,
-    timeline_entry,
-)
-from services.ingest.sources._parsing import json_object
+from services.ingest.sources._incident import closed_incident, timeline_entry
+from services.ingest.sources._labels import bound_labels, comma_separated, split_tags
+from services.ingest.sources._reading import PayloadError, as_object, map_payload, quoted, text
+from services.ingest.sources._times import epoch_instant
 
 SOURCE = "datadog"
 CLOSURE_TRANSITION = "recovered"
@@ -55,13 +46,7 @@ _TITLE_PREFIXES = re.compile(r"^\s*(?:\[[^\]]*\]\s*)+")
 
 
 def normalise(raw: RawIncident, config: NormalisationConfig) -> Outcome:
-    payload = json_object(raw.body)
-    if isinstance(payload, Invalid):
-        return payload
-    try:
-        return _map(payload, config)
-    except PayloadError as exc:
-        return Invalid(str(exc))
+    return map_payload(raw, config, _map)
 
 
 def _value(payload: dict[str, Any], key: str) -> str | None:
@@ -142,7 +127,7 @@ def _map(payload: dict[str, Any], config: NormalisationConfig) -> Outcome:
         service=text(pairs.get("service")),
         team=text(pairs.get("team")),
         url=_value(payload, "link"),
-        labels=bound_labels({key: value for key, value in own.items() if value is not None}, pairs),
+        labels=bound_labels(own, pairs),
         fingerprint=fingerprint,
     )
     return Accepted((incident,))

@@ -4,10 +4,10 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from schemas import IncidentClosed, TimelineEntry
+from schemas import IncidentClosed, TimelineEntry, validation_summary
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
-from services.ingest.sources._parsing import describe, json_object
+from services.ingest.sources._reading import json_object
 
 CLOSED_STATUSES = frozenset({"resolved", "closed"})
 
@@ -58,7 +58,7 @@ def parse_form(payload: dict[str, Any], source: str, config: NormalisationConfig
     try:
         form = GenericForm.model_validate(payload)
     except ValidationError as exc:
-        return Invalid(describe(exc))
+        return Invalid(validation_summary(exc))
     status = form.status.lower()
     if status not in CLOSED_STATUSES:
         return Ignored(f"status {form.status!r} is not resolved or closed")
@@ -84,7 +84,7 @@ def parse_form(payload: dict[str, Any], source: str, config: NormalisationConfig
             ],
         )
     except ValidationError as exc:
-        return Invalid(describe(exc))
+        return Invalid(validation_summary(exc))
     return Accepted((incident,))
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.outcome import Invalid, Outcome, RawIncident
-from services.ingest.sources._common_b import first_text, label_text, text
-from services.ingest.sources._parsing import json_object
+from services.ingest.sources._labels import label_text
+from services.ingest.sources._reading import first_text, json_object, text
 from services.ingest.sources.alertmanager import SEVERITIES, AlertDetails, GroupDialect, normalise_group
 
 SOURCE = "grafana"
@@ -24,7 +24,7 @@ def _values_text(alert: dict[str, Any]) -> str | None:
         return value_string
     values = alert.get("values")
     if isinstance(values, dict) and values:
-        return ", ".join(f"{name}={label_text(value)}" for name, value in values.items())
+        return ", ".join(f"{name}={label_text(value) or ''}" for name, value in values.items())
     return None
 
 

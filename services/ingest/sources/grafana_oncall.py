@@ -10,23 +10,11 @@ from typing import Any
 
 from schemas import IncidentClosed, TimelineEntry
 from services.ingest.domain.config import NormalisationConfig
-from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
-from services.ingest.sources._common_b import (
-    PayloadError,
-    as_object,
-    bound_labels,
-    create_incident,
-    first_text,
-    incident_id,
-    optional_instant,
-    parse_instant,
-    scalar_labels,
-    text,
-    timeline_entry,
-    title_text,
-    truncate,
-)
-from services.ingest.sources._parsing import json_object
+from services.ingest.domain.outcome import Accepted, Ignored, Outcome, RawIncident
+from services.ingest.sources._incident import closed_incident, timeline_entry
+from services.ingest.sources._labels import bound_labels, object_labels
+from services.ingest.sources._reading import PayloadError, as_object, first_text, map_payload, quoted, text, truncate
+from services.ingest.sources._times import iso_instant, required_iso_instant
 
 SOURCE = "grafana-oncall"
 CLOSING_EVENT = "resolve"
@@ -34,11 +22,7 @@ PREFERRED_LABELS = ("alertname", "severity", "service", "team", "urgency")
 
 
 def _actor(*users: Any) -> str | None:
-    for user in users:
-        found = first_text(as_object(user).get("username"), as_object(user).get("email"))
-        if found:
-            return found
-    return None
+    return first_text(*(as_object(user).get(key) for user in users for key in ("username", "email")))
 
 
 def _severity(alert_payload: dict[str, Any], group_labels: dict[str, str]) -> str | None:
@@ -74,7 +58,7 @@ def _timeline(
     entries = []
     if started_at is not None:
         entries.append(timeline_entry(started_at, "triggered", title))
-    acknowledged_at = optional_instant(group.get("acknowledged_at"))
+    acknowledged_at = iso_instant(group.get("acknowledged_at"))
     if acknowledged_at is not None and (started_at is None or acknowledged_at >= started_at):
         acknowledged_at = min(acknowledged_at, resolved_at)
         entries.append(
@@ -95,16 +79,16 @@ def _resolved_group(payload: dict[str, Any], config: NormalisationConfig) -> Inc
         raise PayloadError("alert_group.id", "required (and no alert_group_id)")
     event = as_object(payload.get("event"))
     if group.get("resolved_at") not in (None, ""):
-        resolved_at = parse_instant(group.get("resolved_at"), "alert_group.resolved_at")
+        resolved_at = required_iso_instant(group.get("resolved_at"), "alert_group.resolved_at")
     else:
-        resolved_at = parse_instant(event.get("time"), "alert_group.resolved_at (or event.time)")
-    started_at = optional_instant(group.get("created_at"))
+        resolved_at = required_iso_instant(event.get("time"), "alert_group.resolved_at (or event.time)")
+    started_at = iso_instant(group.get("created_at"))
     if started_at is not None and started_at > resolved_at:
         raise PayloadError("alert_group.created_at", "after alert_group.resolved_at")
     alert_payload = as_object(payload.get("alert_payload"))
     integration = as_object(payload.get("integration"))
-    group_labels = scalar_labels(group.get("labels"))
-    payload_labels = scalar_labels(alert_payload.get("labels"))
+    group_labels = object_labels(group.get("labels"))
+    payload_labels = object_labels(alert_payload.get("labels"))
     title = first_text(
         group.get("title"),
         as_object(alert_payload.get("annotations")).get("summary"),
@@ -113,18 +97,15 @@ def _resolved_group(payload: dict[str, Any], config: NormalisationConfig) -> Inc
     )
     severity = _severity(alert_payload, group_labels)
     provenance = {
-        key: value
-        for key, value in {
-            "oncall_integration": text(integration.get("name")),
-            "oncall_integration_type": text(integration.get("type")),
-            "oncall_alerts_count": text(group.get("alerts_count")),
-        }.items()
-        if value
+        "oncall_integration": text(integration.get("name")),
+        "oncall_integration_type": text(integration.get("type")),
+        "oncall_alerts_count": text(group.get("alerts_count")),
     }
-    shown_title = title_text(title or f"Alert group {group_id}")
-    return create_incident(
+    shown_title = title or f"Alert group {group_id}"
+    return closed_incident(
         source=SOURCE,
-        source_incident_id=incident_id(group_id, "alert_group.id"),
+        source_incident_id=group_id,
+        id_field="alert_group.id",
         resolved_at=resolved_at,
         title=shown_title,
         severity=config.severity(SOURCE, severity),
@@ -134,23 +115,20 @@ def _resolved_group(payload: dict[str, Any], config: NormalisationConfig) -> Inc
         started_at=started_at,
         url=text(as_object(group.get("permalinks")).get("web")),
         # The group's labels win over the first alert's labels: OnCall derives them deliberately.
-        labels=bound_labels({**payload_labels, **group_labels}, extra=provenance, prefer=PREFERRED_LABELS),
+        labels=bound_labels(provenance, {**payload_labels, **group_labels}, prefer=PREFERRED_LABELS),
         fingerprint=_fingerprint(alert_payload, group, title),
         timeline=_timeline(group, payload, started_at, resolved_at, shown_title),
     )
 
 
 def normalise(raw: RawIncident, config: NormalisationConfig) -> Outcome:
-    payload = json_object(raw.body)
-    if isinstance(payload, Invalid):
-        return payload
+    return map_payload(raw, config, _map)
+
+
+def _map(payload: dict[str, Any], config: NormalisationConfig) -> Outcome:
     event_type = text(as_object(payload.get("event")).get("type"))
     if event_type is None:
-        return Invalid("event.type: required (send the outgoing webhook with 'Forward whole payload')")
+        raise PayloadError("event.type", "required (send the outgoing webhook with 'Forward whole payload')")
     if event_type.lower() != CLOSING_EVENT:
-        return Ignored(f"event type {truncate(event_type, 60)!r} is not {CLOSING_EVENT!r}")
-    try:
-        incident = _resolved_group(payload, config)
-    except PayloadError as exc:
-        return Invalid(str(exc))
-    return Accepted((incident,))
+        return Ignored(f"event type {quoted(event_type, 60)} is not {CLOSING_EVENT!r}")
+    return Accepted((_resolved_group(payload, config),))

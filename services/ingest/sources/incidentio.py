@@ -25,23 +25,23 @@ from typing import Any
 
 from schemas import Severity
 from services.ingest.domain.config import NormalisationConfig
-from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
+from services.ingest.domain.outcome import Accepted, Ignored, Outcome, RawIncident
 from services.ingest.domain.severity import SeverityTable
-from services.ingest.sources._common_a import (
+from services.ingest.sources._incident import closed_incident, timeline_entry
+from services.ingest.sources._labels import bound_labels
+from services.ingest.sources._reading import (
     PayloadError,
     as_object,
-    bound_labels,
-    closed_incident,
-    iso_instant,
+    first_text,
+    map_payload,
     objects,
     quoted,
     required_object,
     required_text,
     text,
     texts,
-    timeline_entry,
 )
-from services.ingest.sources._parsing import json_object
+from services.ingest.sources._times import iso_instant
 
 SOURCE = "incidentio"
 INCIDENT_EVENTS = frozenset(
@@ -69,13 +69,7 @@ SEVERITIES: SeverityTable = {
 
 
 def normalise(raw: RawIncident, config: NormalisationConfig) -> Outcome:
-    payload = json_object(raw.body)
-    if isinstance(payload, Invalid):
-        return payload
-    try:
-        return _map(payload, config)
-    except PayloadError as exc:
-        return Invalid(str(exc))
+    return map_payload(raw, config, _map)
 
 
 def _name(value: str) -> str:
@@ -167,13 +161,13 @@ def _custom_fields(entries: Any) -> dict[str, list[str]]:
 
 
 def _value_text(value: dict[str, Any]) -> str | None:
-    return (
-        text(as_object(value.get("value_catalog_entry")).get("name"))
-        or text(as_object(value.get("value_option")).get("value"))
-        or text(value.get("value_text"))
-        or text(value.get("value_link"))
-        or text(value.get("value_numeric"))
-        or text(value.get("value_timestamp"))
+    return first_text(
+        as_object(value.get("value_catalog_entry")).get("name"),
+        as_object(value.get("value_option")).get("value"),
+        value.get("value_text"),
+        value.get("value_link"),
+        value.get("value_numeric"),
+        value.get("value_timestamp"),
     )
 
 
@@ -183,21 +177,21 @@ def _first_value(fields: dict[str, list[str]], names: frozenset[str]) -> str | N
 
 def _own_labels(
     incident: dict[str, Any], status: dict[str, Any], category: str, event_type: str
-) -> tuple[dict[str, str], dict[str, str]]:
+) -> tuple[dict[str, str | None], dict[str, str]]:
     """The labels this source derives, and the role assignments (``role:<role name>`` -> who)."""
     roles: dict[str, str] = {}
     lead = None
     for assignment in objects(incident.get("incident_role_assignments")):
         role = as_object(assignment.get("role"))
         assignee = as_object(assignment.get("assignee"))
-        who = text(assignee.get("name")) or text(assignee.get("email"))
+        who = first_text(assignee.get("name"), assignee.get("email"))
         role_name = text(role.get("name"))
         if who is None or role_name is None:
             continue
         roles.setdefault(f"role:{role_name}", who)
         if text(role.get("role_type")) == "lead":
             lead = lead or who
-    own = {
+    own: dict[str, str | None] = {
         "reference": text(incident.get("reference")),
         "status": text(status.get("name")),
         "status_category": category,
@@ -210,4 +204,4 @@ def _own_labels(
         "summary": text(incident.get("summary")),
         "event_type": event_type,
     }
-    return {key: value for key, value in own.items() if value is not None}, roles
+    return own, roles

@@ -2,7 +2,7 @@
 
 The payload is ``{"action", "alert": {...}, "source": {...}, "integrationName", ...}``. Opsgenie documents
 ``alert.createdAt`` in epoch milliseconds and ``alert.updatedAt`` in epoch *nanoseconds* (``1420452224764002246``),
-so both are read by magnitude (see ``_common_a.epoch_instant``); ISO 8601 text with an offset is accepted too. The
+so both are read by magnitude (see ``_times.epoch_instant``); ISO 8601 text with an offset is accepted too. The
 alert was closed when it was last updated, so ``updatedAt`` is the resolution time and is required.
 
 - Severity: the alert priority (``P1``..``P5``).
@@ -18,24 +18,22 @@ from typing import Any
 
 from schemas import Severity
 from services.ingest.domain.config import NormalisationConfig
-from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
+from services.ingest.domain.outcome import Accepted, Ignored, Outcome, RawIncident
 from services.ingest.domain.severity import SeverityTable
-from services.ingest.sources._common_a import (
+from services.ingest.sources._incident import closed_incident, timeline_entry
+from services.ingest.sources._labels import bound_labels, object_labels, split_tags
+from services.ingest.sources._reading import (
     PayloadError,
     as_list,
-    bound_labels,
-    closed_incident,
-    instant,
-    object_labels,
+    first_text,
+    map_payload,
     quoted,
     required_object,
     required_text,
-    split_tags,
     text,
     texts,
-    timeline_entry,
 )
-from services.ingest.sources._parsing import json_object
+from services.ingest.sources._times import instant
 
 SOURCE = "opsgenie"
 CLOSURE_ACTION = "close"
@@ -51,13 +49,7 @@ SEVERITIES: SeverityTable = {
 
 
 def normalise(raw: RawIncident, config: NormalisationConfig) -> Outcome:
-    payload = json_object(raw.body)
-    if isinstance(payload, Invalid):
-        return payload
-    try:
-        return _map(payload, config)
-    except PayloadError as exc:
-        return Invalid(str(exc))
+    return map_payload(raw, config, _map)
 
 
 def _map(payload: dict[str, Any], config: NormalisationConfig) -> Outcome:
@@ -100,12 +92,9 @@ def _map(payload: dict[str, Any], config: NormalisationConfig) -> Outcome:
         timeline=timeline,
         severity=config.severity(SOURCE, priority, SEVERITIES),
         source_severity=priority,
-        service=text(details.get("service")) or text(tag_pairs.get("service")),
-        team=text(details.get("team")) or text(tag_pairs.get("team")),
-        labels=bound_labels(
-            {key: value for key, value in own.items() if value is not None},
-            {**tag_pairs, **details},
-        ),
+        service=first_text(details.get("service"), tag_pairs.get("service")),
+        team=first_text(details.get("team"), tag_pairs.get("team")),
+        labels=bound_labels(own, {**tag_pairs, **details}),
         fingerprint=text(alert.get("alias")),
     )
     return Accepted((incident,))

@@ -17,24 +17,23 @@ from typing import Any
 
 from schemas import Severity
 from services.ingest.domain.config import NormalisationConfig
-from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
+from services.ingest.domain.outcome import Accepted, Ignored, Outcome, RawIncident
 from services.ingest.domain.severity import SeverityTable
-from services.ingest.sources._common_a import (
+from services.ingest.sources._incident import closed_incident, timeline_entry
+from services.ingest.sources._labels import bound_labels, label_text
+from services.ingest.sources._reading import (
     PayloadError,
     as_list,
     as_object,
-    bound_labels,
-    closed_incident,
-    iso_instant,
-    label_text,
+    first_text,
+    map_payload,
     quoted,
     required_object,
     required_text,
     text,
     texts,
-    timeline_entry,
 )
-from services.ingest.sources._parsing import json_object
+from services.ingest.sources._times import iso_instant
 
 SOURCE = "pagerduty"
 CLOSURE_EVENT = "incident.resolved"
@@ -52,13 +51,7 @@ SEVERITIES: SeverityTable = {
 
 
 def normalise(raw: RawIncident, config: NormalisationConfig) -> Outcome:
-    payload = json_object(raw.body)
-    if isinstance(payload, Invalid):
-        return payload
-    try:
-        return _map(payload, config)
-    except PayloadError as exc:
-        return Invalid(str(exc))
+    return map_payload(raw, config, _map)
 
 
 def _map(payload: dict[str, Any], config: NormalisationConfig) -> Outcome:
@@ -115,7 +108,7 @@ def _merged_into(resolve_reason: Any) -> str | None:
     if text(reason.get("type")) != "merge_resolve_reason":
         return None
     target = as_object(reason.get("incident"))
-    return text(target.get("id")) or text(target.get("summary")) or "another incident"
+    return first_text(target.get("id"), target.get("summary")) or "another incident"
 
 
 def _labels(
@@ -133,4 +126,4 @@ def _labels(
         "resolved_by": text(as_object(event.get("agent")).get("summary")),
         "webhook_event_id": text(event.get("id")),
     }
-    return bound_labels({key: value for key, value in own.items() if value is not None}, {})
+    return bound_labels(own)

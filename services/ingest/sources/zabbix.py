@@ -20,20 +20,12 @@ from typing import Any
 
 from schemas import IncidentClosed, Severity, TimelineEntry
 from services.ingest.domain.config import NormalisationConfig
-from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
+from services.ingest.domain.outcome import Accepted, Ignored, Outcome, RawIncident
 from services.ingest.domain.severity import SeverityTable
-from services.ingest.sources._common_b import (
-    PayloadError,
-    bound_labels,
-    create_incident,
-    incident_id,
-    label_text,
-    text,
-    timeline_entry,
-    title_text,
-    truncate,
-)
-from services.ingest.sources._parsing import json_object
+from services.ingest.sources._incident import closed_incident, timeline_entry
+from services.ingest.sources._labels import bound_labels, label_text
+from services.ingest.sources._reading import PayloadError, map_payload, quoted, text, truncate
+from services.ingest.sources._times import epoch_instant
 
 SOURCE = "zabbix"
 TRIGGER_SOURCE = "0"
@@ -58,7 +50,8 @@ SEVERITIES: SeverityTable = {
 _UNRESOLVED = re.compile(r"\*UNKNOWN\*|\{[$#?]?[A-Z][A-Z0-9_.]*(:[^{}]*)?\}")
 _DATE = re.compile(r"([0-9]{4})[.-]([0-9]{2})[.-]([0-9]{2})\.?")
 _TIME = re.compile(r"([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# UNIX seconds up to year 5138: larger numbers would be read as milliseconds (see ``epoch_instant``).
+_TIMESTAMP = re.compile(r"[0-9]{1,11}")
 
 
 def value(payload: dict[str, Any], key: str) -> str | None:
@@ -75,9 +68,9 @@ def local_time(day: str | None, clock: str | None, zone: tzinfo, field: str) -> 
         return None
     day_match, clock_match = _DATE.fullmatch(day), _TIME.fullmatch(clock)
     if day_match is None:
-        raise PayloadError(f"{field}_date", f"expected yyyy.mm.dd, got {truncate(day, 40)!r}")
+        raise PayloadError(f"{field}_date", f"expected yyyy.mm.dd, got {quoted(day, 40)}")
     if clock_match is None:
-        raise PayloadError(f"{field}_time", f"expected hh:mm:ss, got {truncate(clock, 40)!r}")
+        raise PayloadError(f"{field}_time", f"expected hh:mm:ss, got {quoted(clock, 40)}")
     try:
         naive = datetime.combine(
             date(*(int(part) for part in day_match.groups())),
@@ -91,12 +84,10 @@ def local_time(day: str | None, clock: str | None, zone: tzinfo, field: str) -> 
 def unix_time(given: str | None, field: str) -> datetime | None:
     if given is None:
         return None
-    if not _TIMESTAMP.fullmatch(given):
-        raise PayloadError(field, f"expected UNIX seconds, got {truncate(given, 40)!r}")
-    try:
-        return datetime.fromtimestamp(int(given), UTC)
-    except (ValueError, OverflowError, OSError):
-        raise PayloadError(field, "out of range") from None
+    at = epoch_instant(given) if _TIMESTAMP.fullmatch(given) else None
+    if at is None:
+        raise PayloadError(field, f"expected UNIX seconds after 1970, got {quoted(given, 40)}")
+    return at
 
 
 def event_time(payload: dict[str, Any], prefix: str, zone: tzinfo) -> datetime | None:
@@ -125,7 +116,7 @@ def tags(payload: dict[str, Any]) -> dict[str, str]:
             continue
         name = text(item.get("tag"))
         if name is not None:
-            joined.setdefault(name, []).append(label_text(item.get("value")))
+            joined.setdefault(name, []).append(label_text(item.get("value")) or "")
     return {name: ", ".join(values) for name, values in joined.items()}
 
 
@@ -136,7 +127,7 @@ def closure_state(payload: dict[str, Any]) -> str | None:
         return "update operation" + (f" ({truncate(action, 80)})" if action else "") + ", not a recovery"
     source = value(payload, "event_source")
     if source is not None and source != TRIGGER_SOURCE:
-        return f"event source {truncate(source, 20)!r} is not a trigger (0)"
+        return f"event source {quoted(source, 20)} is not a trigger (0)"
     event_value = value(payload, "event_value")
     status = (value(payload, "event_status") or "").upper()
     if event_value == "0" or (event_value is None and status in {"RESOLVED", "OK"}):
@@ -183,23 +174,17 @@ def _recovered(payload: dict[str, Any], config: NormalisationConfig) -> Incident
     recovery_id = value(payload, "event_recovery_id")
     host = value(payload, "host_name")
     severity, source_severity = _severity(payload, config)
-    provenance = {
-        key: item
-        for key, item in {
-            "zabbix_host": value(payload, "host_host") or host,
-            "zabbix_recovery_event_id": recovery_id,
-        }.items()
-        if item
-    }
-    title = title_text(name or f"Zabbix problem {event_id}")
+    provenance = {"zabbix_host": value(payload, "host_host") or host, "zabbix_recovery_event_id": recovery_id}
+    title = name or f"Zabbix problem {event_id}"
     timeline: list[TimelineEntry] = [
         timeline_entry(resolved_at, "resolved", f"recovery event {recovery_id}" if recovery_id else "")
     ]
     if started_at is not None:
         timeline.append(timeline_entry(started_at, "triggered", title))
-    return create_incident(
+    return closed_incident(
         source=SOURCE,
-        source_incident_id=incident_id(event_id, "event_id"),
+        source_incident_id=event_id,
+        id_field="event_id",
         resolved_at=resolved_at,
         title=title,
         severity=severity,
@@ -208,21 +193,18 @@ def _recovered(payload: dict[str, Any], config: NormalisationConfig) -> Incident
         team=event_tags.get("team"),
         started_at=started_at,
         url=_url(payload, event_id, trigger_id),
-        labels=bound_labels(event_tags, extra=provenance, prefer=("service", "team", "component", "scope")),
+        labels=bound_labels(provenance, event_tags, prefer=("service", "team", "component", "scope")),
         fingerprint=trigger_id,
         timeline=timeline,
     )
 
 
 def normalise(raw: RawIncident, config: NormalisationConfig) -> Outcome:
-    payload = json_object(raw.body)
-    if isinstance(payload, Invalid):
-        return payload
-    try:
-        not_closed = closure_state(payload)
-        if not_closed is not None:
-            return Ignored(not_closed)
-        incident = _recovered(payload, config)
-    except PayloadError as exc:
-        return Invalid(str(exc))
-    return Accepted((incident,))
+    return map_payload(raw, config, _map)
+
+
+def _map(payload: dict[str, Any], config: NormalisationConfig) -> Outcome:
+    not_closed = closure_state(payload)
+    if not_closed is not None:
+        return Ignored(not_closed)
+    return Accepted((_recovered(payload, config),))

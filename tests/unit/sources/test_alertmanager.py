@@ -8,7 +8,7 @@ from schemas import IncidentClosed, Severity
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
 from services.ingest.sources import alertmanager
-from services.ingest.sources._common_b import LABELS_DROPPED
+from services.ingest.sources._labels import LABELS_DROPPED
 from tests.support.fixtures import fixture
 
 CONFIG = NormalisationConfig()

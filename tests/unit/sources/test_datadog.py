@@ -10,7 +10,7 @@ from schemas import Severity
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
 from services.ingest.sources import datadog
-from services.ingest.sources._common_a import LABELS_DROPPED, MAX_LABEL_VALUE, MAX_LABELS
+from services.ingest.sources._labels import LABELS_DROPPED, MAX_LABEL_VALUE, MAX_LABELS
 from tests.support.fixtures import fixture
 
 CONFIG = NormalisationConfig()

@@ -17,7 +17,7 @@ from schemas import IncidentClosed
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
 from services.ingest.sources import datadog, incidentio, opsgenie, pagerduty
-from services.ingest.sources._common_a import MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS
+from services.ingest.sources._labels import MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS
 from tests.support.fixtures import FIXTURES
 
 NORMALISERS: dict[str, Callable[[RawIncident, NormalisationConfig], Outcome]] = {

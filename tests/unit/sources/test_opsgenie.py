@@ -8,7 +8,8 @@ from schemas import Severity
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
 from services.ingest.sources import opsgenie
-from services.ingest.sources._common_a import LABELS_DROPPED, MAX_LABEL_VALUE, MAX_LABELS, epoch_instant
+from services.ingest.sources._labels import LABELS_DROPPED, MAX_LABEL_VALUE, MAX_LABELS
+from services.ingest.sources._times import epoch_instant
 from tests.support.fixtures import fixture
 
 CONFIG = NormalisationConfig()

@@ -8,7 +8,7 @@ from schemas import Severity
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
 from services.ingest.sources import pagerduty
-from services.ingest.sources._common_a import LABELS_DROPPED, MAX_LABEL_VALUE
+from services.ingest.sources._labels import LABELS_DROPPED, MAX_LABEL_VALUE
 from tests.support.fixtures import fixture
 
 CONFIG = NormalisationConfig()
