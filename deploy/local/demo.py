@@ -1,12 +1,16 @@
 """The main job's second half: feed the running services with sample incidents and show what became of them.
 
 Run by ``scripts/demo`` once the local stack and the three services are up. Every file under
-``deploy/local/samples/<source>/`` is produced to ``incidents.raw`` with its ``source`` header, as a paging tool
-or the webhook receiver would; then the reviews opened, the records dead-lettered and the metrics are shown.
+``deploy/local/samples/<source>/`` is produced to ``incidents.raw`` with its ``source`` header, as a tool producing
+to Kafka would; the files under ``deploy/local/webhook-samples/pagerduty/`` are posted to the webhook receiver,
+signed with the secret ``scripts/demo`` generated for this run, and once more with a forged signature. Then the
+reviews opened, the records dead-lettered and the metrics are shown.
 """
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import os
 import sys
 import time
@@ -23,10 +27,27 @@ from services.ingest.settings import IngestSettings
 from services.ingest.sources import normalise
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
+WEBHOOK_SAMPLES = Path(__file__).resolve().parent / "webhook-samples"
 
 
-def samples() -> list[tuple[str, Path]]:
-    return sorted((path.parent.name, path) for path in SAMPLES.glob("*/*.json"))
+def samples(folder: Path = SAMPLES) -> list[tuple[str, Path]]:
+    return sorted((path.parent.name, path) for path in folder.glob("*/*.json"))
+
+
+def post_signed_pagerduty(ingest: str, found: list[tuple[str, Path]], secret: str) -> None:
+    """Deliver PagerDuty samples as PagerDuty does: signed with the webhook secret; then once forged."""
+    for source, path in found:
+        body = path.read_bytes()
+        good = "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        forged = "v1=" + hmac.new(b"not-the-secret", body, hashlib.sha256).hexdigest()
+        for label, signature in (("signed", good), ("forged signature", forged)):
+            response = httpx.post(
+                f"{ingest}/webhooks/{source}",
+                content=body,
+                headers={"Content-Type": "application/json", "X-PagerDuty-Signature": signature},
+                timeout=15,
+            )
+            print(f"  POST /webhooks/{source} {path.name} ({label}): {response.status_code}")
 
 
 def expected_incidents(found: list[tuple[str, Path]]) -> set[str]:
@@ -105,17 +126,22 @@ def main() -> int:
 
     started = datetime.now(UTC)
     found = samples()
-    keys = expected_incidents(found)
-    print(f"Feeding {len(found)} sample payloads to {raw_topic} ({len(keys)} distinct resolved incidents among them)")
+    delivered = samples(WEBHOOK_SAMPLES)
+    keys = expected_incidents(found + delivered)
+    print(f"Feeding {len(found)} sample payloads to {raw_topic} ({len(keys)} distinct resolved incidents in all)")
     asyncio.run(send(bootstrap, raw_topic, found))
+    secret = os.environ.get("INGEST_WEBHOOK_PAGERDUTY_SECRETS")
+    if secret:
+        print(f"Posting {len(delivered)} payload(s) to the webhook receiver")
+        post_signed_pagerduty(ingest, delivered, secret)
 
     reviews = wait_for_reviews(review, keys, args.timeout)
     print(f"\nLessons-learned records ({len(reviews)} of {len(keys)} expected):")
-    print(f"  {'incident':<26} {'severity':<9} {'status':<13} {'due':<11} title")
+    print(f"  {'incident':<46} {'severity':<9} {'status':<13} {'due':<11} title")
     for item in sorted(reviews, key=lambda r: r["incident_key"]):
         due = (item.get("due_at") or "-")[:10]
         print(
-            f"  {item['incident_key']:<26} {item['incident']['severity']:<9} {item['status']:<13} {due:<11} "
+            f"  {item['incident_key']:<46} {item['incident']['severity']:<9} {item['status']:<13} {due:<11} "
             f"{item['incident']['title']}"
         )
     dead = asyncio.run(dead_letter_reasons(bootstrap, f"{raw_topic}.dlq", started))

@@ -7,6 +7,7 @@ import uvicorn
 
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
+from services.ingest.webhooks import WebhookSettings
 
 
 def main(argv: list[str]) -> int:
@@ -16,7 +17,7 @@ def main(argv: list[str]) -> int:
 
         return check(argv[1:])
     settings = IngestSettings()
-    app = create_app(KafkaSettings(), settings, MongoSettings())
+    app = create_app(KafkaSettings(), settings, MongoSettings(), WebhookSettings())
     uvicorn.run(
         app,
         host=settings.http_host,

@@ -15,6 +15,7 @@ from services.ingest.handlers import register_handlers
 from services.ingest.metrics import IngestMetrics
 from services.ingest.recent_closures import RecentClosures
 from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
+from services.ingest.webhooks import KafkaRawPublisher, WebhookSettings, create_webhook_router
 
 
 def create_broker(
@@ -36,10 +37,12 @@ def create_app(
     kafka: KafkaSettings | None = None,
     settings: IngestSettings | None = None,
     mongo: MongoSettings | None = None,
+    webhooks: WebhookSettings | None = None,
 ) -> FastAPI:
     kafka = kafka or KafkaSettings()
     settings = settings or IngestSettings()
     mongo = mongo or MongoSettings()
+    webhooks = webhooks or WebhookSettings()
     metrics = IngestMetrics.create()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo.uri, tz_aware=True, connect=False)
     recent = RecentClosures(client[mongo.database], timedelta(seconds=settings.dedup_window_seconds))
@@ -59,6 +62,7 @@ def create_app(
     app = FastAPI(title="incident-lessons ingest", lifespan=lifespan)
     app.state.broker = broker
     app.state.metrics = metrics
+    app.include_router(create_webhook_router(webhooks, KafkaRawPublisher(broker, settings.raw_topic), metrics.registry))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
