@@ -1,6 +1,6 @@
 """The ``incidents.closed`` subscriber: one lessons-learned record per incident, announced through the outbox.
 
-The offset is committed only after the record (and its outbox entry) is stored. A redelivered or duplicate
+The offset is committed only after the record (and its outbox entries) is stored. A redelivered or duplicate
 event finds the unique ``incident_key`` taken and changes nothing. A record that cannot be parsed goes to the DLQ at
 once; one that keeps failing for another reason goes there after bounded retries, so the partition moves on.
 While MongoDB is unreachable the record is retried without limit: parking every record in the DLQ during an outage
@@ -22,11 +22,8 @@ from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
 
 from schemas import IncidentClosed, dead_letter_headers, validation_summary
-from services.review.domain.policy import ReviewPolicy
-from services.review.domain.record import open_review
 from services.review.metrics import ReviewMetrics
-from services.review.outbox import OutboxRelay
-from services.review.repository import ReviewRepository
+from services.review.service import ReviewService
 from services.review.settings import ReviewSettings
 
 log = logging.getLogger(__name__)
@@ -66,10 +63,8 @@ def register_handlers(
     broker: KafkaBroker,
     *,
     settings: ReviewSettings,
-    repository: ReviewRepository,
-    relay: OutboxRelay,
+    service: ReviewService,
     metrics: ReviewMetrics,
-    policy: ReviewPolicy,
     clock: Clock = lambda: datetime.now(UTC),
 ) -> None:
     async def dead_letter(record: ConsumerRecord[Any, Any], reason: str, attempts: int) -> None:
@@ -94,14 +89,13 @@ def register_handlers(
         )
 
     async def open_for(incident: IncidentClosed) -> None:
-        review, event = open_review(incident, policy.decide(incident), clock())
-        if await repository.open_review(review, event, settings.events_topic, clock()):
-            metrics.records_created.labels(review.status, incident.severity).inc()
-            relay.wake()
-            log.info("review %s opened for %s (%s)", review.id, incident.incident_key, review.status)
-        else:
+        opened = await service.open_for_incident(incident)
+        if opened.review is None:
             metrics.duplicates.inc()
             log.info("incident %s already has a review; nothing to do", incident.incident_key)
+            return
+        metrics.records_created.labels(opened.review.status, incident.severity).inc()
+        log.info("review %s opened for %s (%s)", opened.review.id, incident.incident_key, opened.review.status)
 
     @broker.subscriber(
         settings.closed_topic,
@@ -118,6 +112,10 @@ def register_handlers(
             incident = IncidentClosed.model_validate_json(record.value or b"")
         except ValidationError as exc:
             await dead_letter(record, f"not a valid IncidentClosed v1: {validation_summary(exc)}", 1)
+            return
+        except OverflowError:
+            # schemas' UTC conversion lets this escape for times like 0001-01-01T00:00+00:01; retrying cannot help.
+            await dead_letter(record, "not a valid IncidentClosed v1: a time is out of range once converted to UTC", 1)
             return
         try:
             attempts, failure = await with_bounded_retries(

@@ -11,6 +11,9 @@ class ReviewMetrics:
     records_created: Counter
     duplicates: Counter
     dead_lettered: Counter
+    policy_decisions: Counter
+    recurrences: Counter
+    stale_writes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "ReviewMetrics":
@@ -32,6 +35,24 @@ class ReviewMetrics:
                 "lessons_dlq_messages_total",
                 "Records sent to a dead-letter topic",
                 ["topic"],
+                registry=registry,
+            ),
+            policy_decisions=Counter(
+                "lessons_review_policy_decisions_total",
+                "Review policy decisions on new incidents, by status (open or not_required) and the rule that decided "
+                "(otherwise when none matched)",
+                ["status", "rule"],
+                registry=registry,
+            ),
+            recurrences=Counter(
+                "lessons_review_recurrences_total",
+                "New reviews linked to an earlier review of the same problem, by whether it recurred after remediation",
+                ["after_remediation"],
+                registry=registry,
+            ),
+            stale_writes=Counter(
+                "lessons_review_stale_writes_total",
+                "API writes refused because the review changed since the writer read it (answered 409)",
                 registry=registry,
             ),
         )

@@ -1,12 +1,21 @@
 """The outbox relay: publishes stored review events to Kafka, then marks them sent.
 
-A crash between publish and mark re-publishes the entry on restart: consumers see the same ``event_id`` again,
-never a lost event.
+- A crash between a write and its publication loses nothing: the entry waits in MongoDB and the next pass (after a
+  restart, or on another replica) publishes it.
+- A crash between publish and mark re-publishes the entry: consumers see the same ``event_id`` again (a duplicate
+  they recognise), never a lost event.
+- One relay at a time: a pass first takes (or renews) a lease in MongoDB. With several replicas, the others wait,
+  so the events of one review leave in the order they were written and each goes out once. A relay that dies is
+  replaced when its lease runs out; one that outlives its lease mid-pass may send an entry twice, which the event
+  id makes harmless.
 """
 
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -17,6 +26,13 @@ log = logging.getLogger(__name__)
 Publish = Callable[[OutboxEntry], Awaitable[None]]
 Clock = Callable[[], datetime]
 
+# After a failed pass (Kafka or MongoDB unavailable) try again this soon, even with a long poll interval.
+RETRY_CEILING_SECONDS = 5.0
+
+
+def relay_holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
 
 class OutboxRelay:
     def __init__(
@@ -26,12 +42,17 @@ class OutboxRelay:
         clock: Clock,
         poll_seconds: float,
         batch_size: int,
+        *,
+        lease_seconds: float = 15.0,
+        holder: str | None = None,
     ) -> None:
         self._repository = repository
         self._publish = publish
         self._clock = clock
         self._poll_seconds = poll_seconds
         self._batch_size = batch_size
+        self._lease_seconds = lease_seconds
+        self.holder = holder or relay_holder_name()
         self._wakeup = asyncio.Event()
 
     def wake(self) -> None:
@@ -39,9 +60,12 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def relay_once(self) -> int:
-        """Publish every pending entry, oldest first; returns how many were sent."""
+        """Publish every pending entry, oldest first, if this relay holds the lease; returns how many were sent."""
         sent = 0
-        while entries := await self._repository.unsent(self._batch_size):
+        while await self._repository.hold_relay_lease(self.holder, self._clock(), self._lease_seconds):
+            entries = await self._repository.unsent(self._batch_size)
+            if not entries:
+                break
             published: list[str] = []
             try:
                 for entry in entries:
@@ -53,13 +77,20 @@ class OutboxRelay:
         return sent
 
     async def run(self) -> None:
-        while True:
-            self._wakeup.clear()
-            try:
-                await self.relay_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay pass failed; retrying after %.1fs", self._poll_seconds)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_seconds)
+        try:
+            while True:
+                self._wakeup.clear()
+                wait = self._poll_seconds
+                try:
+                    await self.relay_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    wait = min(self._poll_seconds, RETRY_CEILING_SECONDS)
+                    log.exception("outbox relay pass failed; retrying in %.1fs", wait)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=wait)
+        finally:
+            # Hand over at once on a clean stop, instead of making other replicas wait for the lease to run out.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._repository.release_relay_lease(self.holder))

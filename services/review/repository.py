@@ -1,24 +1,50 @@
 """MongoDB adapter for reviews and their outbox.
 
-A review change and the event announcing it are written in one transaction, so neither exists without the other.
+Every change to a review and the events announcing it are written in one transaction, so neither exists without
+the other. A change is a conditional update on the version the writer read (``{_id, version: read}`` with
+``$inc: {version: 1}``): when someone else wrote first, nothing matches and the writer learns the current version
+instead of overwriting their change.
 """
 
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from schemas import Event
+from schemas import ReviewEvent, ReviewStatus, Severity
 from services.review.domain.record import Review
+from services.review.domain.recurrence import RecurrenceQuery
 
 REVIEWS = "reviews"
 OUTBOX = "review_outbox"
+RELAY_LEASE = "review_outbox_lease"
 
 Document = dict[str, Any]
+T = TypeVar("T")
+
+# Statuses in which a review is still being written: past its due date there, it is overdue.
+UNFINISHED = (ReviewStatus.OPEN, ReviewStatus.IN_REVIEW)
+
+
+class ReviewNotFoundError(LookupError):
+    pass
+
+
+class StaleVersionError(Exception):
+    """The review changed since the writer read it."""
+
+    def __init__(self, review_id: str, read_version: int, current_version: int) -> None:
+        super().__init__(f"review {review_id} is at version {current_version}, not {read_version}")
+        self.review_id = review_id
+        self.read_version = read_version
+        self.current_version = current_version
 
 
 @dataclass(frozen=True)
@@ -30,46 +56,179 @@ class OutboxEntry:
     event_type: str
 
 
+@dataclass(frozen=True)
+class ReviewFilter:
+    statuses: Sequence[ReviewStatus] = ()
+    severities: Sequence[Severity] = ()
+    service: str | None = None
+    team: str | None = None
+    overdue: bool | None = None
+    title_contains: str | None = None
+
+    def query(self, now: datetime) -> Document:
+        query: Document = {}
+        if self.statuses:
+            query["status"] = {"$in": [str(status) for status in self.statuses]}
+        if self.severities:
+            query["incident.severity"] = {"$in": [str(severity) for severity in self.severities]}
+        if self.service is not None:
+            query["incident.service"] = self.service
+        if self.team is not None:
+            query["incident.team"] = self.team
+        if self.title_contains:
+            # Escaped: the text is searched for as typed, never interpreted as a pattern.
+            query["incident.title"] = {"$regex": re.escape(self.title_contains), "$options": "i"}
+        overdue = {"due_at": {"$lt": now}, "status": {"$in": [str(status) for status in UNFINISHED]}}
+        if self.overdue is True:
+            query["$and"] = [overdue]
+        elif self.overdue is False:
+            query["$nor"] = [overdue]
+        return query
+
+
+def _outbox_entry(event: ReviewEvent, topic: str, seq: int, now: datetime) -> Document:
+    return {
+        "_id": str(event.event_id),
+        "topic": topic,
+        "key": event.review_id,
+        "event_type": type(event).__name__,
+        "payload": event.model_dump_json(),
+        "version": event.version,
+        # Orders the events one transaction writes (e.g. ReviewOpened before ReviewRecurred at the same version).
+        "seq": seq,
+        "created_at": now,
+        "sent_at": None,
+    }
+
+
 class ReviewRepository:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._client = database.client
         self.reviews: AsyncCollection[Document] = database[REVIEWS]
         self.outbox: AsyncCollection[Document] = database[OUTBOX]
+        self.relay_lease: AsyncCollection[Document] = database[RELAY_LEASE]
 
     async def ensure_indexes(self) -> None:
         await self.reviews.create_index([("incident_key", ASCENDING)], unique=True, name="one_review_per_incident")
         await self.reviews.create_index([("status", ASCENDING), ("due_at", ASCENDING)], name="status_due")
-        await self.outbox.create_index([("sent_at", ASCENDING), ("created_at", ASCENDING)], name="unsent_in_order")
+        await self.reviews.create_index([("created_at", DESCENDING), ("_id", ASCENDING)], name="newest_first")
+        await self.reviews.create_index(
+            [("incident.fingerprint", ASCENDING), ("incident.resolved_at", DESCENDING)], name="recurrence_fingerprint"
+        )
+        await self.reviews.create_index(
+            [("incident.service", ASCENDING), ("title_key", ASCENDING), ("incident.resolved_at", DESCENDING)],
+            name="recurrence_service_title",
+        )
+        await self.outbox.create_index(
+            [("sent_at", ASCENDING), ("created_at", ASCENDING), ("version", ASCENDING), ("seq", ASCENDING)],
+            name="unsent_in_version_order",
+        )
 
-    async def open_review(self, review: Review, event: Event, topic: str, now: datetime) -> bool:
-        """Store the review and its outbox entry atomically; False if the incident already has a review."""
-        entry = {
-            "_id": str(event.event_id),
-            "topic": topic,
-            "key": review.id,
-            "event_type": type(event).__name__,
-            "payload": event.model_dump_json(),
-            "created_at": now,
-            "sent_at": None,
-        }
-        async with self._client.start_session() as session, await session.start_transaction():
+    async def _in_transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+        # with_transaction retries on transient errors (a write conflict with a concurrent transaction): the retry
+        # re-reads and then fails the version check, which is the answer the losing writer should get.
+        async with self._client.start_session() as session:
+            return await session.with_transaction(work)
+
+    async def _write_events(
+        self, session: AsyncClientSession, events: Sequence[ReviewEvent], topic: str, now: datetime
+    ) -> None:
+        await self.outbox.insert_many(
+            [_outbox_entry(event, topic, seq, now) for seq, event in enumerate(events)], session=session
+        )
+
+    async def _update(self, session: AsyncClientSession, review: Review, read_version: int) -> None:
+        if review.version != read_version + 1:
+            raise ValueError(f"a change must move review {review.id} from version {read_version} to the next")
+        fields = review.to_document()
+        del fields["_id"], fields["version"]
+        result = await self.reviews.update_one(
+            {"_id": review.id, "version": read_version},
+            {"$set": fields, "$inc": {"version": 1}},
+            session=session,
+        )
+        if result.matched_count == 0:
+            current = await self.reviews.find_one({"_id": review.id}, {"version": 1}, session=session)
+            if current is None:
+                raise ReviewNotFoundError(review.id)
+            raise StaleVersionError(review.id, read_version, int(current["version"]))
+
+    async def open_review(
+        self,
+        review: Review,
+        events: Sequence[ReviewEvent],
+        topic: str,
+        now: datetime,
+        *,
+        linked_earlier: tuple[Review, int] | None = None,
+    ) -> bool:
+        """Store a new review, its events and (for a recurrence) the earlier review's link, atomically.
+
+        False if the incident already has a review: a redelivered or duplicate incident changes nothing.
+        """
+
+        async def work(session: AsyncClientSession) -> bool:
             try:
                 await self.reviews.insert_one(review.to_document(), session=session)
             except DuplicateKeyError:
                 await session.abort_transaction()
                 return False
-            await self.outbox.insert_one(entry, session=session)
-        return True
+            if linked_earlier is not None:
+                await self._update(session, *linked_earlier)
+            await self._write_events(session, events, topic, now)
+            return True
 
-    async def get(self, review_id: str) -> Document | None:
-        return await self.reviews.find_one({"_id": review_id})
+        return await self._in_transaction(work)
 
-    async def latest(self, limit: int) -> list[Document]:
-        cursor = self.reviews.find({}).sort([("created_at", -1), ("_id", 1)]).limit(limit)
-        return await cursor.to_list(length=limit)
+    async def save(
+        self, review: Review, read_version: int, events: Sequence[ReviewEvent], topic: str, now: datetime
+    ) -> None:
+        """Store ``review`` (one version past ``read_version``) and its events; ``StaleVersionError`` if too late."""
+
+        async def work(session: AsyncClientSession) -> None:
+            await self._update(session, review, read_version)
+            await self._write_events(session, events, topic, now)
+
+        await self._in_transaction(work)
+
+    async def get(self, review_id: str) -> Review | None:
+        document = await self.reviews.find_one({"_id": review_id})
+        return Review.from_document(document) if document is not None else None
+
+    async def exists_for_incident(self, incident_key: str) -> bool:
+        return await self.reviews.find_one({"incident_key": incident_key}, {"_id": 1}) is not None
+
+    async def find(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> tuple[list[Review], int]:
+        """One page of reviews, newest first, and how many match in all."""
+        query = where.query(now)
+        total = await self.reviews.count_documents(query)
+        cursor = self.reviews.find(query).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
+        documents = await cursor.skip(offset).limit(limit).to_list(length=limit)
+        return [Review.from_document(document) for document in documents], total
+
+    async def earlier_occurrence(self, query: RecurrenceQuery) -> Review | None:
+        """The latest earlier review matching by fingerprint, else by service and normalised title."""
+        window = {"$gte": query.since, "$lte": query.until}
+        candidates: list[Document] = []
+        if query.fingerprint is not None:
+            candidates.append({"incident.fingerprint": query.fingerprint})
+        if query.service is not None:
+            candidates.append({"incident.service": query.service, "title_key": query.title_key})
+        for match in candidates:
+            document = await self.reviews.find_one(
+                {**match, "_id": {"$ne": query.review_id}, "incident.resolved_at": window},
+                sort=[("incident.resolved_at", DESCENDING), ("_id", ASCENDING)],
+            )
+            if document is not None:
+                return Review.from_document(document)
+        return None
 
     async def unsent(self, limit: int) -> list[OutboxEntry]:
-        cursor = self.outbox.find({"sent_at": None}).sort([("created_at", ASCENDING), ("_id", ASCENDING)]).limit(limit)
+        cursor = (
+            self.outbox.find({"sent_at": None})
+            .sort([("created_at", ASCENDING), ("version", ASCENDING), ("seq", ASCENDING), ("_id", ASCENDING)])
+            .limit(limit)
+        )
         return [
             OutboxEntry(
                 event_id=doc["_id"],
@@ -87,3 +246,19 @@ class ReviewRepository:
 
     async def pending_count(self) -> int:
         return await self.outbox.count_documents({"sent_at": None})
+
+    async def hold_relay_lease(self, holder: str, now: datetime, seconds: float) -> bool:
+        """Take or renew the relay lease; False while another live relay holds it."""
+        try:
+            await self.relay_lease.update_one(
+                {"_id": "relay", "$or": [{"holder": holder}, {"until": {"$lt": now}}]},
+                {"$set": {"holder": holder, "until": now + timedelta(seconds=seconds)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            # The filter missed the existing lease (another holder, not expired), so the upsert tried to insert it.
+            return False
+        return True
+
+    async def release_relay_lease(self, holder: str) -> None:
+        await self.relay_lease.delete_one({"_id": "relay", "holder": holder})

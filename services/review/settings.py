@@ -1,8 +1,13 @@
 """Review configuration: shared connection settings plus ``REVIEW_``-prefixed ones."""
 
+from pathlib import Path
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import dlq_topic_for
+
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "policy.default.yaml"
 
 
 class KafkaSettings(BaseSettings):
@@ -29,9 +34,20 @@ class ReviewSettings(BaseSettings):
     # A record that keeps failing for a reason other than an unreachable database goes to the DLQ after this.
     max_attempts: int = 5
     retry_backoff_seconds: float = 0.5
-    outbox_poll_seconds: float = 1.0
-    outbox_batch_size: int = 100
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_batch_size: int = Field(default=100, ge=1)
+    # Publish right after a write instead of at the next poll. Off only to test what a crash before publishing does.
+    outbox_wake_on_write: bool = True
+    # One replica relays at a time (a lease in MongoDB), so events of one review leave in order and are not sent
+    # once per replica. A relay that dies is replaced when its lease runs out.
+    outbox_lease_seconds: float = Field(default=15.0, gt=0)
     shutdown_timeout_seconds: float = 20.0
+    policy_file: Path = DEFAULT_POLICY_FILE
+    recurrence_window_days: int = Field(default=90, ge=0)
+    # JSON: {"<token>": {"name": "...", "role": "viewer|editor|admin"}}. Secret: never printed, never logged.
+    api_tokens: SecretStr = SecretStr("{}")
+    # Reads without a token. On by default so dashboards and the demo can read; set false where reviews are private.
+    anonymous_reads: bool = True
 
     @property
     def dlq_topic(self) -> str:

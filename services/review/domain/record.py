@@ -1,14 +1,48 @@
-"""The lessons-learned record and what opening one produces (the record and its ``ReviewOpened`` event)."""
+"""The lessons-learned record (``Review``) and what opening one produces (the record and its ``ReviewOpened`` event).
 
-from datetime import datetime
+The stored document is ``Review.to_document()``: the model's fields with ``id`` stored as ``_id``. Fields added
+later carry defaults, so documents written by an older version still load. ``docs/review.md`` shows the shape.
+"""
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID, uuid5
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas import IncidentClosed, ReviewOpened, ReviewStatus, Severity, TimelineEntry
+from schemas import (
+    ActionItemCategory,
+    ActionItemPriority,
+    ActionItemStatus,
+    IncidentClosed,
+    ReviewOpened,
+    ReviewStatus,
+    Severity,
+)
 from services.review.domain.policy import ReviewDecision
 
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+00:01 has no UTC form: a bad value, not a server error
+        raise ValueError("the time is out of range once converted to UTC") from None
+
+
+# Offset-aware times, kept in UTC so a write returns what a later read gives.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
 REVIEW_NAMESPACE = UUID("0b8f5a55-2f57-4c1d-8b0e-7d8f3a7f6c11")
+
+SHORT_TEXT = 300
+LONG_TEXT = 10_000
+MAX_ENTRIES = 200
+
+# One finding, recommendation or gap: a non-blank line of text.
+Statement = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=LONG_TEXT)]
+Statements = Annotated[list[Statement], Field(max_length=MAX_ENTRIES)]
 
 
 def review_id_for(incident_key: str) -> str:
@@ -21,6 +55,26 @@ def event_id_for(review_id: str, what: str, version: int) -> UUID:
     return uuid5(REVIEW_NAMESPACE, f"{review_id}|{what}|{version}")
 
 
+_NOISE = re.compile(r"[0-9a-f]{8,}|\d+")
+_NOT_WORD = re.compile(r"[^\w#]+")
+
+
+def normalised_title(title: str) -> str:
+    """The title with what varies between occurrences of one problem removed (numbers, ids, case, punctuation).
+
+    "Payments API returning 502s (INC 1234)" and "payments api returning 503s" both become
+    "payments api returning #s inc #": the same problem seen twice.
+    """
+    lowered = _NOISE.sub("#", title.casefold())
+    return " ".join(_NOT_WORD.sub(" ", lowered).split())
+
+
+class Section(BaseModel):
+    """A part of the record; rejects unknown fields so a typo in an edit is an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class IncidentFacts(BaseModel):
     """What the paging tool said about the incident, kept as it was when the review opened."""
 
@@ -29,58 +83,165 @@ class IncidentFacts(BaseModel):
     source_incident_id: str
     title: str
     severity: Severity
-    source_severity: str | None
-    service: str | None
-    team: str | None
-    started_at: datetime | None
-    resolved_at: datetime
-    url: str | None
-    labels: dict[str, str]
-    fingerprint: str | None
+    source_severity: str | None = None
+    service: str | None = None
+    team: str | None = None
+    started_at: UtcTime | None = None
+    resolved_at: UtcTime
+    url: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    fingerprint: str | None = None
 
 
-class Analysis(BaseModel):
-    what_went_well: list[str] = Field(default_factory=list)
-    what_went_wrong: list[str] = Field(default_factory=list)
-    response_effectiveness: str | None = None
-    detection_and_prevention: str | None = None
-    communication_and_coordination: str | None = None
-    resource_allocation: str | None = None
+class ParticipantFunction(StrEnum):
+    IT = "it"
+    SECURITY = "security"
+    OPERATIONS = "operations"
+    MANAGEMENT = "management"
+    OTHER = "other"
 
 
-class Gaps(BaseModel):
-    process: list[str] = Field(default_factory=list)
-    technology: list[str] = Field(default_factory=list)
-    training: list[str] = Field(default_factory=list)
+class Participant(Section):
+    name: str = Field(min_length=1, max_length=200)
+    function: ParticipantFunction
+    role: str | None = Field(default=None, max_length=200, description="e.g. incident commander, scribe")
+
+
+class ReviewTimelineEntry(Section):
+    """One moment of the incident: ``imported`` from the paging tool, or ``added`` by a reviewer."""
+
+    at: UtcTime
+    kind: str = Field(min_length=1, max_length=200, description="e.g. triggered, acknowledged, mitigated, note")
+    message: str = Field(default="", max_length=LONG_TEXT)
+    actor: str | None = Field(default=None, max_length=200)
+    origin: Literal["imported", "added"] = "imported"
+
+
+class Analysis(Section):
+    what_went_well: Statements = Field(default_factory=list)
+    what_went_wrong: Statements = Field(default_factory=list)
+    response_effectiveness: str | None = Field(
+        default=None, max_length=LONG_TEXT, description="How well the response procedures worked"
+    )
+    detection_and_prevention: str | None = Field(
+        default=None, max_length=LONG_TEXT, description="How detection and prevention performed"
+    )
+    communication_and_coordination: str | None = Field(default=None, max_length=LONG_TEXT)
+    resource_allocation: str | None = Field(default=None, max_length=LONG_TEXT)
+
+
+class Gaps(Section):
+    process: Statements = Field(default_factory=list)
+    technology: Statements = Field(default_factory=list)
+    training: Statements = Field(default_factory=list)
+
+
+class FactorCategory(StrEnum):
+    PROCESS = "process"
+    TECHNOLOGY = "technology"
+    TRAINING = "training"
+    PEOPLE = "people"
+    EXTERNAL = "external"
+
+
+class ContributingFactor(Section):
+    category: FactorCategory
+    description: str = Field(min_length=1, max_length=LONG_TEXT)
+
+
+class ActionItem(Section):
+    id: str = Field(description='Assigned by the service: "AI-1", "AI-2", ... within the review')
+    title: str = Field(min_length=1, max_length=SHORT_TEXT)
+    description: str = Field(default="", max_length=LONG_TEXT)
+    owner: str | None = Field(default=None, max_length=200)
+    due_at: UtcTime | None = None
+    priority: ActionItemPriority = ActionItemPriority.MEDIUM
+    category: ActionItemCategory = ActionItemCategory.OTHER
+    status: ActionItemStatus = ActionItemStatus.OPEN
+    status_reason: str | None = Field(default=None, max_length=LONG_TEXT, description="Why it was marked won't do")
+    ticket_url: str | None = Field(default=None, max_length=2_000, description="Link to the tracker's ticket")
+    created_at: UtcTime
+    updated_at: UtcTime
+
+    @property
+    def unfinished(self) -> bool:
+        return self.status in (ActionItemStatus.OPEN, ActionItemStatus.IN_PROGRESS)
+
+
+class StatusChange(Section):
+    from_status: ReviewStatus
+    to_status: ReviewStatus
+    reason: str | None = None
+    by: str | None = None
+    at: UtcTime
+
+
+class Waiver(Section):
+    """Closing with unfinished action items, accepted on purpose."""
+
+    reason: str
+    by: str | None = None
+    at: UtcTime
+
+
+class Recurrence(Section):
+    """The earlier review whose incident came back as this one."""
+
+    earlier_review_id: str
+    earlier_incident_key: str
+    matched_on: Literal["fingerprint", "service_and_title"]
+    earlier_remediated: bool = Field(description="Every action item of the earlier review was done (at least one)")
 
 
 class Review(BaseModel):
-    """A lessons-learned record: incident facts plus the sections people complete."""
+    """A lessons-learned record: incident facts, the policy's decision, and the sections people complete."""
 
-    id: str = Field(alias="_id")
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
     incident_key: str
-    version: int = 1
+    version: int = Field(default=1, ge=1, description="Incremented by every change; state it when you write")
     status: ReviewStatus
     policy_reason: str
-    due_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    policy_rule: str | None = Field(default=None, description="The policy rule that decided, if any")
+    required_sections: list[str] = Field(default_factory=list, description="Sections that must be filled to approve")
+    due_at: UtcTime | None = None
+    created_at: UtcTime
+    updated_at: UtcTime
+    updated_by: str | None = None
     incident: IncidentFacts
-    owner: str | None = None
-    participants: list[dict[str, str]] = Field(default_factory=list)
-    timeline: list[TimelineEntry] = Field(default_factory=list)
+    title_key: str = Field(default="", description="Normalised incident title, for recurrence matching")
+    owner: str | None = Field(default=None, description="The facilitator")
+    participants: list[Participant] = Field(default_factory=list)
+    timeline: list[ReviewTimelineEntry] = Field(default_factory=list)
     analysis: Analysis = Field(default_factory=Analysis)
     gaps: Gaps = Field(default_factory=Gaps)
-    contributing_factors: list[dict[str, str]] = Field(default_factory=list)
-    recommendations: list[str] = Field(default_factory=list)
-    action_items: list[dict[str, str]] = Field(default_factory=list)
+    contributing_factors: list[ContributingFactor] = Field(default_factory=list)
+    recommendations: Statements = Field(default_factory=list)
+    no_action_needed_reason: str | None = Field(
+        default=None, description="Why no recommendation is needed; allows approval without recommendations"
+    )
+    action_items: list[ActionItem] = Field(default_factory=list)
     related_reviews: list[str] = Field(default_factory=list)
+    recurrence: Recurrence | None = None
+    recurred_after_remediation: bool = False
+    status_history: list[StatusChange] = Field(default_factory=list)
+    action_items_waiver: Waiver | None = None
     opened_by_event_id: str
 
-    model_config = ConfigDict(populate_by_name=True)
+    def to_document(self) -> dict[str, Any]:
+        document = self.model_dump(mode="python")
+        document["_id"] = document.pop("id")
+        return document
 
-    def to_document(self) -> dict[str, object]:
-        return self.model_dump(by_alias=True, mode="python")
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> Self:
+        fields = dict(document)
+        fields["id"] = fields.pop("_id")
+        return cls.model_validate(fields)
+
+    def action_item(self, item_id: str) -> ActionItem | None:
+        return next((item for item in self.action_items if item.id == item_id), None)
 
 
 def open_review(incident: IncidentClosed, decision: ReviewDecision, now: datetime) -> tuple[Review, ReviewOpened]:
@@ -93,11 +254,15 @@ def open_review(incident: IncidentClosed, decision: ReviewDecision, now: datetim
         incident_key=incident.incident_key,
         status=status,
         policy_reason=decision.reason,
+        policy_rule=decision.rule,
+        required_sections=list(decision.required_sections),
         due_at=decision.due_at,
         created_at=now,
         updated_at=now,
         incident=facts,
-        timeline=list(incident.timeline),
+        title_key=normalised_title(incident.title),
+        owner=decision.owner,
+        timeline=[ReviewTimelineEntry(**entry.model_dump(), origin="imported") for entry in incident.timeline],
         opened_by_event_id=str(incident.event_id),
     )
     event = ReviewOpened(
@@ -110,6 +275,7 @@ def open_review(incident: IncidentClosed, decision: ReviewDecision, now: datetim
         severity=incident.severity,
         service=incident.service,
         team=incident.team,
+        owner=decision.owner,
         status=status,
         due_at=decision.due_at,
         incident_started_at=incident.started_at,

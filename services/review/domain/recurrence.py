@@ -1,0 +1,119 @@
+"""Recurrence: a closed incident that matches an earlier review's incident means the problem came back.
+
+Matching is by fingerprint (what the paging tool says recurs) first, else by service and normalised title, within a
+window before the new incident's resolution. The two reviews are linked both ways. When every action item of the
+earlier review was done (and there was at least one), the remediation did not hold: the new review is flagged
+``recurred_after_remediation``.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from schemas import ActionItemStatus, ReviewRecurred, ReviewUpdated
+from services.review.domain.record import Recurrence, Review, event_id_for
+
+MatchedOn = Literal["fingerprint", "service_and_title"]
+
+
+@dataclass(frozen=True)
+class RecurrenceQuery:
+    """What to look for among earlier reviews: fingerprint and/or service+title, resolved within [since, until]."""
+
+    review_id: str
+    fingerprint: str | None
+    service: str | None
+    title_key: str
+    since: datetime
+    until: datetime
+
+
+def recurrence_query(review: Review, window: timedelta) -> RecurrenceQuery | None:
+    """None when the incident has nothing to match on (no fingerprint, and no service or title to pair)."""
+    facts = review.incident
+    service_and_title = facts.service is not None and bool(review.title_key)
+    if facts.fingerprint is None and not service_and_title:
+        return None
+    return RecurrenceQuery(
+        review_id=review.id,
+        fingerprint=facts.fingerprint,
+        service=facts.service if service_and_title else None,
+        title_key=review.title_key,
+        since=facts.resolved_at - window,
+        until=facts.resolved_at,
+    )
+
+
+def matched_on(new: Review, earlier: Review) -> MatchedOn:
+    fingerprint = new.incident.fingerprint
+    if fingerprint is not None and earlier.incident.fingerprint == fingerprint:
+        return "fingerprint"
+    return "service_and_title"
+
+
+def remediated(review: Review) -> bool:
+    """Every action item done, and there was at least one: the review's remediation was carried out."""
+    return bool(review.action_items) and all(item.status == ActionItemStatus.DONE for item in review.action_items)
+
+
+@dataclass(frozen=True)
+class RecurrenceLink:
+    new: Review
+    recurred: ReviewRecurred
+    earlier: Review
+    earlier_updated: ReviewUpdated
+
+
+def link_recurrence(new: Review, earlier: Review, now: datetime) -> RecurrenceLink:
+    """Both reviews linked; the new one (still at its opening version) flagged, the earlier one a version higher."""
+    how = matched_on(new, earlier)
+    after_remediation = remediated(earlier)
+    linked_new = new.model_copy(
+        update={
+            "related_reviews": _with(new.related_reviews, earlier.id),
+            "recurrence": Recurrence(
+                earlier_review_id=earlier.id,
+                earlier_incident_key=earlier.incident_key,
+                matched_on=how,
+                earlier_remediated=after_remediation,
+            ),
+            "recurred_after_remediation": after_remediation,
+        }
+    )
+    version = earlier.version + 1
+    linked_earlier = earlier.model_copy(
+        update={
+            "related_reviews": _with(earlier.related_reviews, new.id),
+            "version": version,
+            "updated_at": now,
+            "updated_by": None,
+        }
+    )
+    return RecurrenceLink(
+        new=linked_new,
+        recurred=ReviewRecurred(
+            event_id=event_id_for(new.id, "recurred", new.version),
+            occurred_at=now,
+            review_id=new.id,
+            version=new.version,
+            incident_key=new.incident_key,
+            earlier_review_id=earlier.id,
+            earlier_incident_key=earlier.incident_key,
+            matched_on=how,
+            recurred_after_remediation=after_remediation,
+        ),
+        earlier=linked_earlier,
+        earlier_updated=ReviewUpdated(
+            event_id=event_id_for(earlier.id, "updated", version),
+            occurred_at=now,
+            review_id=earlier.id,
+            version=version,
+            changed=("related_reviews",),
+            owner=earlier.owner,
+            due_at=earlier.due_at,
+        ),
+    )
+
+
+def _with(ids: list[str], extra: str) -> list[str]:
+    return ids if extra in ids else [*ids, extra]

@@ -1,0 +1,164 @@
+"""The review service layer: load the review, let the domain decide, store the change and its events atomically.
+
+Used by the ``incidents.closed`` handler (opening reviews) and by the HTTP API (everything people do). Every write
+states the version it read; a stale one raises ``StaleVersionError`` before or during the write, never after.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from schemas import IncidentClosed, ReviewEvent
+from services.review.domain.editing import (
+    ActionItemDraft,
+    ActionItemEdit,
+    SectionEdit,
+    TimelineEntryDraft,
+    add_action_item,
+    add_timeline_entry,
+    edit_sections,
+    update_action_item,
+)
+from services.review.domain.policy import ReviewDecision, ReviewPolicy
+from services.review.domain.postmortem import render_postmortem
+from services.review.domain.record import Review, open_review
+from services.review.domain.recurrence import link_recurrence, recurrence_query
+from services.review.domain.workflow import Transition, transition
+from services.review.metrics import ReviewMetrics
+from services.review.repository import ReviewFilter, ReviewNotFoundError, ReviewRepository, StaleVersionError
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+# Opening a review that recurs an earlier one also writes the earlier one; a person editing it at that moment makes
+# the write stale, and opening starts over with a fresh read. More than this many collisions in a row is an error.
+OPEN_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Opened:
+    review: Review | None  # None when the incident already had a review
+    decision: ReviewDecision
+
+
+class ReviewService:
+    def __init__(
+        self,
+        repository: ReviewRepository,
+        policy: ReviewPolicy,
+        metrics: ReviewMetrics,
+        *,
+        events_topic: str,
+        recurrence_window: timedelta,
+        clock: Clock,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._repository = repository
+        self._policy = policy
+        self._metrics = metrics
+        self._topic = events_topic
+        self._window = recurrence_window
+        self._clock = clock
+        self._on_commit = on_commit
+
+    def _now(self) -> datetime:
+        # MongoDB keeps milliseconds: trimming here makes what a write returns equal what a later read gives.
+        now = self._clock()
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+    async def open_for_incident(self, incident: IncidentClosed) -> Opened:
+        decision = self._policy.decide(incident)
+        for _ in range(OPEN_ATTEMPTS):
+            if await self._repository.exists_for_incident(incident.incident_key):
+                return Opened(None, decision)
+            try:
+                review = await self._open(incident, decision)
+            except StaleVersionError as exc:
+                log.info("earlier review %s changed while linking a recurrence; starting over", exc.review_id)
+                continue
+            if review is not None:
+                self._metrics.policy_decisions.labels(review.status, decision.rule or "otherwise").inc()
+            return Opened(review, decision)
+        raise RuntimeError(f"could not open a review for {incident.incident_key}: the earlier review kept changing")
+
+    async def _open(self, incident: IncidentClosed, decision: ReviewDecision) -> Review | None:
+        now = self._now()
+        review, opened = open_review(incident, decision, now)
+        events: list[ReviewEvent] = [opened]
+        linked_earlier = None
+        query = recurrence_query(review, self._window)
+        earlier = await self._repository.earlier_occurrence(query) if query is not None else None
+        if earlier is not None:
+            link = link_recurrence(review, earlier, now)
+            review = link.new
+            events += [link.recurred, link.earlier_updated]
+            linked_earlier = (link.earlier, earlier.version)
+        if not await self._repository.open_review(review, events, self._topic, now, linked_earlier=linked_earlier):
+            return None
+        if earlier is not None:
+            self._metrics.recurrences.labels(str(review.recurred_after_remediation).lower()).inc()
+        self._on_commit()
+        return review
+
+    async def get(self, review_id: str) -> Review:
+        review = await self._repository.get(review_id)
+        if review is None:
+            raise ReviewNotFoundError(review_id)
+        return review
+
+    async def find(self, where: ReviewFilter, *, limit: int, offset: int) -> tuple[list[Review], int]:
+        return await self._repository.find(where, self._now(), limit=limit, offset=offset)
+
+    async def export_markdown(self, review_id: str) -> tuple[Review, str]:
+        review = await self.get(review_id)
+        return review, render_postmortem(review)
+
+    async def _current(self, review_id: str, read_version: int) -> Review:
+        """The review as stored, if the writer read this very version (checked again, atomically, on write)."""
+        review = await self.get(review_id)
+        if review.version != read_version:
+            self._metrics.stale_writes.inc()
+            raise StaleVersionError(review_id, read_version, review.version)
+        return review
+
+    async def _store(self, review: Review, read_version: int, event: ReviewEvent) -> Review:
+        try:
+            await self._repository.save(review, read_version, [event], self._topic, self._now())
+        except StaleVersionError:
+            self._metrics.stale_writes.inc()
+            raise
+        self._on_commit()
+        return review
+
+    async def edit_sections(self, review_id: str, read_version: int, edit: SectionEdit, by: str | None) -> Review:
+        review = await self._current(review_id, read_version)
+        change = edit_sections(review, edit, by=by, now=self._now())
+        return review if change is None else await self._store(change[0], read_version, change[1])
+
+    async def add_timeline_entry(
+        self, review_id: str, read_version: int, entry: TimelineEntryDraft, by: str | None
+    ) -> Review:
+        review = await self._current(review_id, read_version)
+        edited, event = add_timeline_entry(review, entry, by=by, now=self._now())
+        return await self._store(edited, read_version, event)
+
+    async def add_action_item(
+        self, review_id: str, read_version: int, draft: ActionItemDraft, by: str | None
+    ) -> Review:
+        review = await self._current(review_id, read_version)
+        edited, event = add_action_item(review, draft, by=by, now=self._now())
+        return await self._store(edited, read_version, event)
+
+    async def update_action_item(
+        self, review_id: str, item_id: str, read_version: int, edit: ActionItemEdit, by: str | None
+    ) -> Review:
+        review = await self._current(review_id, read_version)
+        change = update_action_item(review, item_id, edit, by=by, now=self._now())
+        return review if change is None else await self._store(change[0], read_version, change[1])
+
+    async def transition(self, review_id: str, read_version: int, request: Transition, by: str | None) -> Review:
+        review = await self._current(review_id, read_version)
+        moved, event = transition(review, request, by=by, now=self._now())
+        return await self._store(moved, read_version, event)

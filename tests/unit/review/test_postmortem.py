@@ -1,0 +1,124 @@
+"""The Markdown postmortem: a complete review renders to the document in tests/fixtures/review/, byte for byte."""
+
+import os
+from datetime import UTC, datetime
+
+from schemas import ActionItemCategory, ActionItemPriority, ActionItemStatus, ReviewStatus, Severity
+from services.review.domain.editing import (
+    ActionItemDraft,
+    ActionItemEdit,
+    TimelineEntryDraft,
+    add_action_item,
+    add_timeline_entry,
+    update_action_item,
+)
+from services.review.domain.postmortem import render_postmortem
+from services.review.domain.record import Recurrence, Review
+from services.review.domain.workflow import Transition, transition
+from tests.support.fixtures import FIXTURES, fixture
+from tests.unit.review.builders import NOW, edited, incident, opened
+
+GOLDEN = "postmortem_complete.md"
+
+
+def complete_review() -> Review:
+    review = opened(
+        incident(
+            "PD-7781",
+            severity=Severity.HIGH,
+            title="Checkout | payments API returning 502s",
+            service="payments-api",
+            team="payments",
+            url="https://pagerduty.example/incidents/PD-7781",
+            fingerprint="payments-502",
+        )
+    )
+    review = add_timeline_entry(
+        review,
+        TimelineEntryDraft(
+            at=datetime(2026, 11, 27, 9, 31, tzinfo=UTC),
+            kind="mitigated",
+            message="Rolled back\nrelease 4.2",
+            actor="erin",
+        ),
+        by="erin",
+        now=NOW,
+    )[0]
+    review = edited(
+        review,
+        owner="alice",
+        participants=[
+            {"name": "Alice", "function": "operations", "role": "facilitator"},
+            {"name": "Sam", "function": "security"},
+        ],
+        analysis={
+            "what_went_well": ["Paging reached the on-call engineer within a minute"],
+            "what_went_wrong": ["The connection pool limit was lowered by the release"],
+            "response_effectiveness": "The rollback runbook worked but took 19 minutes to find.",
+            "detection_and_prevention": "Detected by the 5xx alert; a canary would have caught it.",
+        },
+        gaps={"process": ["Releases skip the canary on Fridays"]},
+        contributing_factors=[
+            {"category": "technology", "description": "Pool size came from a stale default"},
+            {"category": "process", "description": "No canary stage for config changes"},
+        ],
+        recommendations=["Canary every config change", "Alert on pool saturation"],
+    )
+    for title, category, priority in (
+        ("Add a canary stage for config changes", ActionItemCategory.PROCESS, ActionItemPriority.HIGH),
+        ("Alert on pool saturation", ActionItemCategory.MONITORING_ALERTING, ActionItemPriority.MEDIUM),
+        ("Rewrite the payments client", ActionItemCategory.OTHER, ActionItemPriority.LOW),
+    ):
+        draft = ActionItemDraft(
+            title=title,
+            category=category,
+            priority=priority,
+            owner="erin",
+            due_at=datetime(2026, 12, 15, 17, 0, tzinfo=UTC),
+            ticket_url="https://tracker.example/PAY-1" if priority is ActionItemPriority.HIGH else None,
+        )
+        review = add_action_item(review, draft, by="alice", now=NOW)[0]
+    review = update_action_item(review, "AI-2", ActionItemEdit(status=ActionItemStatus.DONE), by="erin", now=NOW)[0]
+    review = update_action_item(
+        review,
+        "AI-3",
+        ActionItemEdit(status=ActionItemStatus.WONT_DO, status_reason="Too big | tracked in RFC-12"),
+        by="x",
+        now=NOW,
+    )[0]
+    for to, reason in ((ReviewStatus.IN_REVIEW, None), (ReviewStatus.APPROVED, None), (ReviewStatus.PUBLISHED, None)):
+        review = transition(review, Transition(to=to, reason=reason), by="alice", now=NOW)[0]
+    review = transition(
+        review,
+        Transition(to=ReviewStatus.CLOSED, reason="Canary work is on the Q1 roadmap", waive_open_action_items=True),
+        by="carol",
+        now=NOW,
+    )[0]
+    return review.model_copy(
+        update={
+            "related_reviews": ["11111111-2222-3333-4444-555555555555"],
+            "recurrence": Recurrence(
+                earlier_review_id="11111111-2222-3333-4444-555555555555",
+                earlier_incident_key="pagerduty:PD-7001",
+                matched_on="fingerprint",
+                earlier_remediated=True,
+            ),
+            "recurred_after_remediation": True,
+        }
+    )
+
+
+def test_a_complete_review_renders_as_the_golden_document() -> None:
+    document = render_postmortem(complete_review())
+    if os.environ.get("UPDATE_GOLDEN"):  # UPDATE_GOLDEN=1 pytest ...: rewrite after a deliberate change
+        (FIXTURES / "review" / GOLDEN).write_text(document, encoding="utf-8")
+    assert document == fixture("review", GOLDEN).decode("utf-8")
+
+
+def test_an_empty_review_says_what_is_not_recorded() -> None:
+    document = render_postmortem(opened(incident(timeline=(), started_at=None)))
+    assert document.startswith("# Postmortem: Orders stuck in pending\n")
+    assert "## Timeline\n\n_Not recorded._" in document
+    assert "## Action items\n\n_None._" in document
+    assert "## Review history" not in document
+    assert "| Resolved | 2026-11-27 10:00 UTC |" in document
