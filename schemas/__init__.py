@@ -6,6 +6,18 @@ rejects unknown fields, and has a JSON Schema exported beside it (``python -m sc
 
 from schemas.base import Event, Text, utc_datetime, validation_summary
 from schemas.dead_letter import dead_letter_headers, dlq_topic_for
+from schemas.followup import (
+    FOLLOWUP_EVENT_TYPES,
+    ActionItemOverdue,
+    AnyFollowupEvent,
+    EffectivenessCheckDue,
+    Escalated,
+    FollowupEvent,
+    ReminderDue,
+    ReviewOverdue,
+    followup_event_adapter,
+    followup_event_id,
+)
 from schemas.incident import (
     SOURCES,
     IncidentClosed,
@@ -32,18 +44,26 @@ from schemas.review import (
 )
 
 __all__ = [
+    "FOLLOWUP_EVENT_TYPES",
     "REVIEW_EVENT_TYPES",
     "SOURCES",
     "ActionItemAdded",
     "ActionItemCategory",
+    "ActionItemOverdue",
     "ActionItemPriority",
     "ActionItemStatus",
     "ActionItemUpdated",
+    "AnyFollowupEvent",
     "AnyReviewEvent",
+    "EffectivenessCheckDue",
+    "Escalated",
     "Event",
+    "FollowupEvent",
     "IncidentClosed",
+    "ReminderDue",
     "ReviewEvent",
     "ReviewOpened",
+    "ReviewOverdue",
     "ReviewRecurred",
     "ReviewStatus",
     "ReviewStatusChanged",
@@ -54,6 +74,8 @@ __all__ = [
     "TimelineEntry",
     "dead_letter_headers",
     "dlq_topic_for",
+    "followup_event_adapter",
+    "followup_event_id",
     "incident_key_for",
     "review_event_adapter",
     "utc_datetime",

@@ -8,7 +8,10 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Valid
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+00:01 has no UTC form: refuse it, naming the field
+        raise ValueError("time is out of range once converted to UTC") from exc
 
 
 def _encodable(value: str) -> str:

@@ -10,6 +10,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.followup import (
+    ActionItemOverdue,
+    EffectivenessCheckDue,
+    Escalated,
+    ReminderDue,
+    ReviewOverdue,
+)
 from schemas.incident import IncidentClosed
 from schemas.review import (
     ActionItemAdded,
@@ -29,6 +36,11 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "action_item_added.v1.json": ActionItemAdded,
     "action_item_updated.v1.json": ActionItemUpdated,
     "review_recurred.v1.json": ReviewRecurred,
+    "reminder_due.v1.json": ReminderDue,
+    "review_overdue.v1.json": ReviewOverdue,
+    "action_item_overdue.v1.json": ActionItemOverdue,
+    "escalated.v1.json": Escalated,
+    "effectiveness_check_due.v1.json": EffectivenessCheckDue,
 }
 
 

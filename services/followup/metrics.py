@@ -1,10 +1,34 @@
-"""Follow-up's ``lessons_*`` metrics: low-cardinality labels only, never an incident id or a person."""
+"""Follow-up's ``lessons_*`` metrics: base units, low-cardinality labels only, never an incident id or a person.
 
-from dataclasses import dataclass
+Counters and histograms move as events are tracked and timers fire (each event is tracked by one replica, each
+timer marked fired by one, so summing over replicas is right). The backlog gauges are counted in MongoDB at start,
+after every tracked event and after every sweep: every replica shows the same global values, so dashboards take
+``max`` over replicas, and a restarted replica shows the right values at once.
+"""
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from schemas import Severity
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from schemas import ActionItemPriority, ActionItemStatus, ReviewStatus, Severity
+from services.followup.domain.backlog import Backlog
+from services.followup.domain.projection import (
+    ActionItemClosed,
+    ActionItemTracked,
+    Fact,
+    ReviewCompleted,
+    ReviewTracked,
+)
+from services.followup.repository import ClaimedTimer, ReviewViewRepository
+
+HOUR = 3_600.0
+DAY = 86_400.0
+# Incidents last minutes to days; reviews and action items take days to months.
+INCIDENT_DURATION_BUCKETS = (60.0, 300.0, 900.0, 1_800.0, HOUR, 2 * HOUR, 4 * HOUR, 8 * HOUR, DAY, 3 * DAY)
+TIME_TO_PUBLISH_BUCKETS = (DAY, 2 * DAY, 3 * DAY, 5 * DAY, 7 * DAY, 10 * DAY, 14 * DAY, 21 * DAY, 30 * DAY, 60 * DAY)
+TIME_TO_CLOSE_BUCKETS = (DAY, 3 * DAY, 7 * DAY, 14 * DAY, 30 * DAY, 60 * DAY, 90 * DAY, 180 * DAY, 365 * DAY)
 
 
 @dataclass(frozen=True)
@@ -12,8 +36,22 @@ class FollowupMetrics:
     registry: CollectorRegistry
     reviews_opened: Counter
     reviews_open: Gauge
+    reviews_overdue: Gauge
+    reviews_completed: Counter
+    time_to_publish: Histogram
+    incident_duration: Histogram
+    action_items_added: Counter
+    action_items_closed: Counter
+    action_items_open: Gauge
+    action_items_overdue: Gauge
+    action_item_time_to_close: Histogram
+    escalations: Counter
+    followup_events: Counter
+    timers_expired: Counter
+    last_sweep: Gauge
     review_events: Counter
     dead_lettered: Counter
+    _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "FollowupMetrics":
@@ -22,19 +60,99 @@ class FollowupMetrics:
             registry=registry,
             reviews_opened=Counter(
                 "lessons_reviews_opened_total",
-                "Lessons-learned reviews opened (first sight of each review), by severity",
+                "Lessons-learned reviews opened (first sight of each review needing one), by severity",
                 ["severity"],
                 registry=registry,
             ),
             reviews_open=Gauge(
                 "lessons_reviews_open",
-                "Reviews not yet closed, by severity (rebuilt from MongoDB on start)",
+                "Reviews not yet closed, by status and severity (counted in MongoDB)",
+                ["status", "severity"],
+                registry=registry,
+            ),
+            reviews_overdue=Gauge(
+                "lessons_reviews_overdue",
+                "Reviews past their due date and not yet published, by severity (counted in MongoDB)",
                 ["severity"],
+                registry=registry,
+            ),
+            reviews_completed=Counter(
+                "lessons_reviews_completed_total",
+                "Reviews completed (published, or closed unpublished), by severity and outcome (on_time, late)",
+                ["severity", "outcome"],
+                registry=registry,
+            ),
+            time_to_publish=Histogram(
+                "lessons_review_time_to_publish_seconds",
+                "Time from the incident's resolution to its review being published, by severity",
+                ["severity"],
+                buckets=TIME_TO_PUBLISH_BUCKETS,
+                registry=registry,
+            ),
+            incident_duration=Histogram(
+                "lessons_incident_duration_seconds",
+                "Incident duration, start to resolution, of each reviewed incident, by severity (for MTTR)",
+                ["severity"],
+                buckets=INCIDENT_DURATION_BUCKETS,
+                registry=registry,
+            ),
+            action_items_added=Counter(
+                "lessons_action_items_added_total",
+                "Action items added to reviews, by priority",
+                ["priority"],
+                registry=registry,
+            ),
+            action_items_closed=Counter(
+                "lessons_action_items_closed_total",
+                "Action items finished, by priority and status (done, wont_do)",
+                ["priority", "status"],
+                registry=registry,
+            ),
+            action_items_open=Gauge(
+                "lessons_action_items_open",
+                "Action items not yet finished on open reviews, by priority (counted in MongoDB)",
+                ["priority"],
+                registry=registry,
+            ),
+            action_items_overdue=Gauge(
+                "lessons_action_items_overdue",
+                "Open action items past their due date, by priority (counted in MongoDB)",
+                ["priority"],
+                registry=registry,
+            ),
+            action_item_time_to_close=Histogram(
+                "lessons_action_item_time_to_close_seconds",
+                "Time from an action item being added to it being finished, by priority",
+                ["priority"],
+                buckets=TIME_TO_CLOSE_BUCKETS,
+                registry=registry,
+            ),
+            escalations=Counter(
+                "lessons_escalations_total",
+                "Escalations fired, by level (1, 2...) and subject (review, action_item)",
+                ["level", "subject"],
+                registry=registry,
+            ),
+            followup_events=Counter(
+                "lessons_followup_events_published_total",
+                "Follow-up events published to followups.events (timers fired), by type",
+                ["type"],
+                registry=registry,
+            ),
+            timers_expired=Counter(
+                "lessons_followup_timers_expired_total",
+                "Timers dropped unsent because their moment passed before they fired (e.g. after downtime), by kind",
+                ["kind"],
+                registry=registry,
+            ),
+            last_sweep=Gauge(
+                "lessons_followup_last_sweep_timestamp_seconds",
+                "Unix time of this replica's last successful timer sweep",
                 registry=registry,
             ),
             review_events=Counter(
                 "lessons_review_events_total",
-                "Events read from reviews.events, by type and outcome (tracked, duplicate, ignored)",
+                "Events read from reviews.events, by type and outcome (tracked, duplicate, stale, ignored)",
                 ["type", "outcome"],
                 registry=registry,
             ),
@@ -45,10 +163,52 @@ class FollowupMetrics:
                 registry=registry,
             ),
         )
-        for severity in Severity:
-            metrics.reviews_opened.labels(severity.value)
+        metrics._declare_series()
         return metrics
 
-    def set_open(self, counts: dict[Severity, int]) -> None:
-        for severity, count in counts.items():
-            self.reviews_open.labels(severity.value).set(count)
+    def _declare_series(self) -> None:
+        # Series that exist from the start read as 0 rather than "no data", and rate() sees their first increase.
+        for severity in Severity:
+            self.reviews_opened.labels(severity.value)
+            for outcome in ("on_time", "late"):
+                self.reviews_completed.labels(severity.value, outcome)
+        for priority in ActionItemPriority:
+            self.action_items_added.labels(priority.value)
+            for status in (ActionItemStatus.DONE, ActionItemStatus.WONT_DO):
+                self.action_items_closed.labels(priority.value, status.value)
+
+    def record(self, fact: Fact) -> None:
+        """Count what tracking an event revealed."""
+        if isinstance(fact, ReviewTracked):
+            if fact.status is not ReviewStatus.NOT_REQUIRED:
+                self.reviews_opened.labels(fact.severity.value).inc()
+            if fact.incident_duration_seconds is not None:
+                self.incident_duration.labels(fact.severity.value).observe(fact.incident_duration_seconds)
+        elif isinstance(fact, ReviewCompleted):
+            self.reviews_completed.labels(fact.severity.value, "on_time" if fact.on_time else "late").inc()
+            self.time_to_publish.labels(fact.severity.value).observe(max(fact.seconds_since_resolved, 0.0))
+        elif isinstance(fact, ActionItemTracked):
+            self.action_items_added.labels(fact.priority.value).inc()
+        elif isinstance(fact, ActionItemClosed):
+            self.action_items_closed.labels(fact.priority.value, fact.status.value).inc()
+            self.action_item_time_to_close.labels(fact.priority.value).observe(max(fact.seconds_open, 0.0))
+
+    def record_fired(self, timer: ClaimedTimer) -> None:
+        self.followup_events.labels(timer.event_type).inc()
+        if timer.kind == "escalation":
+            self.escalations.labels(str(timer.level), timer.subject).inc()
+
+    def show_backlog(self, backlog: Backlog) -> None:
+        for (status, severity), count in backlog.reviews_open.items():
+            self.reviews_open.labels(status.value, severity.value).set(count)
+        for severity, count in backlog.reviews_overdue.items():
+            self.reviews_overdue.labels(severity.value).set(count)
+        for priority, count in backlog.action_items_open.items():
+            self.action_items_open.labels(priority.value).set(count)
+        for priority, count in backlog.action_items_overdue.items():
+            self.action_items_overdue.labels(priority.value).set(count)
+
+    async def refresh_backlog(self, views: ReviewViewRepository, now: datetime) -> None:
+        # One refresh at a time: a slower, older count must not overwrite a newer one.
+        async with self._refreshing:
+            self.show_backlog(await views.backlog(now))

@@ -1,8 +1,19 @@
-"""Follow-up configuration: shared connection settings plus ``FOLLOWUP_``-prefixed ones."""
+"""Follow-up configuration: shared connection settings plus ``FOLLOWUP_``-prefixed ones.
 
+Durations accept seconds or ISO 8601 (``P2D``, ``PT12H``); lists are JSON, e.g.
+``FOLLOWUP_REMINDERS_BEFORE='["P2D", "P1D"]'`` and
+``FOLLOWUP_ESCALATION_LEVELS='[{"after": "P2D", "target": "team_lead"}, {"after": "P7D", "target": "management"}]'``.
+"""
+
+import os
+import socket
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import dlq_topic_for
+from services.followup.domain.policy import EscalationLevel, FollowupPolicy
 
 
 class KafkaSettings(BaseSettings):
@@ -18,15 +29,59 @@ class MongoSettings(BaseSettings):
     database: str = "incident_lessons"
 
 
+class EscalationLevelSetting(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    after: timedelta
+    target: str = Field(min_length=1)
+
+
+def _replica_id() -> str:
+    # Names the lease holder in the timers collection: enough to tell replicas apart when reading it.
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 class FollowupSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FOLLOWUP_")
 
     review_events_topic: str = "reviews.events"
+    events_topic: str = "followups.events"
     group_id: str = "lessons-followup"
     http_host: str = "127.0.0.1"
     http_port: int = 8083
     shutdown_timeout_seconds: float = 20.0
+    # A record that keeps failing for a reason other than an unreachable database goes to the DLQ after this.
+    max_attempts: int = Field(default=5, ge=1)
+    retry_backoff_seconds: float = Field(default=0.5, ge=0)
+
+    reminders_before: tuple[timedelta, ...] = (timedelta(days=2), timedelta(days=1))
+    escalation_levels: tuple[EscalationLevelSetting, ...] = (
+        EscalationLevelSetting(after=timedelta(days=2), target="team_lead"),
+        EscalationLevelSetting(after=timedelta(days=7), target="management"),
+    )
+    effectiveness_check_after: timedelta = timedelta(days=30)
+
+    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    # How long a replica may hold a due timer before another one takes it over (it died mid-fire): far longer
+    # than a publish takes, so a slow but live replica is not doubled.
+    lease_seconds: float = Field(default=60.0, gt=0)
+    sweep_batch_size: int = Field(default=200, ge=1)
+    replica_id: str = Field(default_factory=_replica_id, min_length=1)
+
+    @model_validator(mode="after")
+    def _policy_is_valid(self) -> "FollowupSettings":
+        self.policy()  # raises with the reason at start-up rather than at the first event
+        return self
 
     @property
     def dlq_topic(self) -> str:
         return dlq_topic_for(self.review_events_topic)
+
+    def policy(self) -> FollowupPolicy:
+        return FollowupPolicy(
+            reminders_before=tuple(self.reminders_before),
+            escalation_levels=tuple(
+                EscalationLevel(after=level.after, target=level.target) for level in self.escalation_levels
+            ),
+            effectiveness_check_after=self.effectiveness_check_after,
+        )

@@ -152,20 +152,27 @@ async def reviews_for(pipeline: Pipeline, incident_key: str) -> list[dict[str, A
 
 
 async def metric(pipeline: Pipeline, name: str, labels: dict[str, str]) -> float:
+    """The sum of the samples of ``name`` that carry ``labels`` (others too: e.g. every ``status`` of a severity)."""
     async with httpx.AsyncClient() as client:
         text = (await client.get(pipeline.url("followup", "/metrics"))).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    return 0.0
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 async def events_for(pipeline: Pipeline, review_id: str, settle: float = 0.0) -> list[ReviewOpened]:
+    """The ``ReviewOpened`` events of one review (it may have others too, e.g. ``ReviewRecurred``)."""
     records = await read_topic(
         pipeline.servers.kafka_bootstrap, pipeline.events_topic, expect=1_000, timeout=3.0, settle=settle
     )
-    return [ReviewOpened.model_validate_json(r.value) for r in records if r.key == review_id.encode()]
+    return [
+        ReviewOpened.model_validate_json(r.value)
+        for r in records
+        if r.key == review_id.encode() and r.headers.get("event-type") == "ReviewOpened"
+    ]
 
 
 async def test_closed_incident_becomes_review_event_and_metric(pipeline: Pipeline) -> None:

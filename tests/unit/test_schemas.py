@@ -140,3 +140,12 @@ def test_every_source_has_a_normaliser() -> None:
     from services.ingest.sources import NORMALISERS
 
     assert set(NORMALISERS) == set(SOURCES)
+
+
+def test_a_time_without_a_utc_form_is_a_validation_error_not_a_crash() -> None:
+    body = IncidentClosed.create(
+        source="generic", source_incident_id="1", resolved_at=RESOLVED, title="t", severity=Severity.LOW
+    ).model_dump(mode="json")
+    body["resolved_at"] = "0001-01-01T00:00:00+00:01"
+    with pytest.raises(ValidationError, match="out of range"):
+        IncidentClosed.model_validate(body)
