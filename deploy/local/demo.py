@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import hashlib
 import hmac
+import json
 import os
 import sys
 import time
@@ -95,6 +96,26 @@ async def dead_letter_reasons(bootstrap: str, topic: str, since: datetime) -> li
         await consumer.stop()
 
 
+async def followup_events(bootstrap: str, topic: str, since: datetime, settle: float) -> list[dict[str, Any]]:
+    """Follow-up events published since ``since``, once none has arrived for ``settle`` seconds (or 30 s passed)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        events: list[dict[str, Any]] = []
+        quiet_since, deadline = time.monotonic(), time.monotonic() + 30
+        while time.monotonic() - quiet_since < settle and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    # occurred_at is when the timer was due; the record's timestamp says when it was published.
+                    if record.timestamp / 1000 >= since.timestamp():
+                        events.append(json.loads(record.value))
+                        quiet_since = time.monotonic()
+        return events
+    finally:
+        await consumer.stop()
+
+
 def wait_for_reviews(review_url: str, keys: set[str], timeout: float) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
@@ -110,7 +131,7 @@ def lessons_metrics(url: str) -> list[str]:
         f"  {sample.name}{{{','.join(f'{k}={v!r}' for k, v in sorted(sample.labels.items()))}}} {sample.value:g}"
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name.startswith("lessons_") and not sample.name.endswith("_created") and sample.value
+        if sample.name.startswith("lessons_") and not sample.name.endswith(("_created", "_bucket")) and sample.value
     ]
 
 
@@ -147,6 +168,16 @@ def main() -> int:
     dead = asyncio.run(dead_letter_reasons(bootstrap, f"{raw_topic}.dlq", started))
     print(f"\nRecords in {raw_topic}.dlq, kept with their reason for repair and replay ({len(dead)} from this run):")
     print("\n".join(f"  {reason}" for reason in dead) or "  (none)")
+    sweep = float(os.environ.get("FOLLOWUP_SWEEP_INTERVAL_SECONDS", "30"))
+    fired = asyncio.run(followup_events(bootstrap, "followups.events", started, settle=sweep + 3))
+    print(f"\nFollow-up events on followups.events ({len(fired)}; the vendors' sample incidents are old, so overdue):")
+    for event in fired[:15]:
+        extra = f" level {event['level']} -> {event.get('target')}" if event.get("type") == "Escalated" else ""
+        print(f"  {event.get('type', '?'):<22} {event.get('incident_key', '?')}{extra}")
+    if not fired:
+        print("  (none new: each timer fires once, and an earlier run's timers have fired already)")
+    if len(fired) > 15:
+        print(f"  ... and {len(fired) - 15} more")
     for name, url in (("ingest", ingest), ("review", review), ("follow-up", followup)):
         print(f"\n{name} metrics ({url}/metrics, lessons_* only):")
         print("\n".join(lessons_metrics(url)) or "  (none yet)")
