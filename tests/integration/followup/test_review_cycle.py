@@ -7,6 +7,7 @@ done, the effectiveness check, closed: every follow-up event appears on ``follow
 from datetime import timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from schemas import ActionItemStatus, ReviewStatus, followup_event_adapter, followup_event_id
 from tests.conftest import Servers
@@ -22,11 +23,19 @@ from tests.integration.followup.support import (
 )
 from tests.support.kafka import read_topic
 from tests.support.mongo import scratch_database
+from tests.support.waiting import eventually
 from tests.unit.followup.builders import DAY, T0, ReviewStory
 
 pytestmark = pytest.mark.integration
 
 SECOND = timedelta(seconds=1)
+
+
+async def gauge_reaches(registry: CollectorRegistry, name: str, labels: dict[str, str], value: float) -> None:
+    async def sample() -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    await eventually(sample, lambda seen: seen == value, timeout=10.0, every=0.05)
 
 
 async def test_a_review_is_followed_from_opening_to_its_effectiveness_check(servers: Servers, unique: str) -> None:
@@ -67,7 +76,8 @@ async def test_a_review_is_followed_from_opening_to_its_effectiveness_check(serv
 
         # Published late: the review's own timers are done with; the item's go on.
         await tell(story.status(at=T0 + 15 * DAY, from_status=ReviewStatus.OPEN, to_status=ReviewStatus.PUBLISHED))
-        assert metrics.get_sample_value("lessons_reviews_overdue", {"severity": "high"}) == 0
+        # The gauges are refreshed after the view is stored, so wait for them rather than race the handler.
+        await gauge_reaches(metrics, "lessons_reviews_overdue", {"severity": "high"}, 0)
         assert await sweep_at(18 * DAY) == [f"{rid}:reminder:item.a-1:2d@20261218T090000Z"]
         assert await sweep_at(19 * DAY) == [f"{rid}:reminder:item.a-1:1d@20261218T090000Z"]
         assert await sweep_at(20 * DAY) == [f"{rid}:overdue:item.a-1:0@20261218T090000Z"]
@@ -77,7 +87,7 @@ async def test_a_review_is_followed_from_opening_to_its_effectiveness_check(serv
 
         # The item is done: 30 days later, ask whether the change worked.
         await tell(story.item_updated(at=T0 + 28 * DAY, status=ActionItemStatus.DONE, due_at=T0 + 20 * DAY))
-        assert metrics.get_sample_value("lessons_action_items_overdue", {"priority": "high"}) == 0
+        await gauge_reaches(metrics, "lessons_action_items_overdue", {"priority": "high"}, 0)
         assert await sweep_at(58 * DAY - SECOND) == []
         assert await sweep_at(58 * DAY) == [f"{rid}:effectiveness_check:review:0@20261226T090000Z"]
 
