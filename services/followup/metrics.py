@@ -2,8 +2,8 @@
 
 Counters and histograms move as events are tracked and timers fire (each event is tracked by one replica, each
 timer marked fired by one, so summing over replicas is right). The backlog gauges are counted in MongoDB at start,
-after every tracked event and after every sweep: every replica shows the same global values, so dashboards take
-``max`` over replicas, and a restarted replica shows the right values at once.
+after every batch of tracked events and after every sweep: every replica shows the same global values, so dashboards
+take ``max`` over replicas, and a restarted replica shows the right values at once.
 """
 
 import asyncio

@@ -5,11 +5,12 @@ are reconciled to the planned set in one bulk write per review, and fired throug
 replicas fire each one once.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DeleteMany, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DeleteMany, InsertOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -30,6 +31,8 @@ TIMERS = "timers"
 DUPLICATE_KEY = 11000
 
 Document = dict[str, Any]
+# The timers of one review as stored, fired ones included: timer id -> document.
+StoredTimers = dict[str, Document]
 
 
 class ReviewViewRepository:
@@ -44,6 +47,16 @@ class ReviewViewRepository:
     async def get(self, review_id: str) -> ReviewView | None:
         document = await self.reviews.find_one({"_id": review_id})
         return None if document is None else view_from_document(document)
+
+    async def get_many(self, review_ids: Iterable[str]) -> dict[str, ReviewView | None]:
+        """The views of these reviews in one query (None: not tracked yet), e.g. for a batch of their events."""
+        ids = sorted(set(review_ids))
+        if not ids:
+            return {}
+        found = {
+            document["_id"]: view_from_document(document) async for document in self.reviews.find({"_id": {"$in": ids}})
+        }
+        return {review_id: found.get(review_id) for review_id in ids}
 
     async def save(self, view: ReviewView, previous_version: int | None) -> bool:
         """Store ``view`` if the stored one is still at ``previous_version`` (None: none stored); False otherwise."""
@@ -136,44 +149,68 @@ class TimerRepository:
         await self.timers.create_index([("fired_at", ASCENDING), ("due_at", ASCENDING)], name="unfired_by_due")
         await self.timers.create_index([("review_id", ASCENDING)], name="by_review")
 
-    async def reconcile(self, review_id: str, planned: tuple[PlannedTimer, ...]) -> None:
+    async def timers_of(self, review_ids: Iterable[str]) -> dict[str, StoredTimers]:
+        """The timers of these reviews (fired ones too), in one query, e.g. for a batch of their events."""
+        ids = sorted(set(review_ids))
+        found: dict[str, StoredTimers] = {review_id: {} for review_id in ids}
+        if ids:
+            async for document in self.timers.find({"review_id": {"$in": ids}}):
+                found[document["review_id"]][document["_id"]] = document
+        return found
+
+    async def reconcile(
+        self, review_id: str, planned: tuple[PlannedTimer, ...], stored: StoredTimers | None = None
+    ) -> StoredTimers | None:
         """Make the review's unfired timers exactly ``planned``; fired ones are history and stay as they are.
 
-        One unordered bulk write: upserts of the planned timers (refreshing what an unfired one will publish, e.g.
-        a new owner) and one delete of unfired timers no longer planned. An upsert that meets a timer which has
-        fired already fails on its id and is meant to: that firing is done.
+        Only what differs from the review's timers as stored (``stored``: as read before, e.g. by ``timers_of``;
+        else read now) is written, in one unordered bulk write: inserts of planned timers not stored yet, updates of
+        unfired ones whose event would change (e.g. a new owner), and one delete of unfired timers no longer
+        planned. Most events change no timer, and then nothing is written at all.
+
+        The writes keep the filters of a blind reconcile, so ``stored`` being out of date changes nothing that
+        matters: an update or insert that meets a timer which has fired meanwhile fails on its id and is meant to
+        (that firing is done); the delete never touches a fired timer. Returns the review's timers as they now are,
+        or None when a write met a timer written meanwhile (by another replica, during a rebalance): read them again.
         """
-        operations: list[UpdateOne | DeleteMany] = [
-            UpdateOne(
-                {"_id": timer.timer_id, "fired_at": None},
-                {
-                    "$set": {
-                        "review_id": timer.review_id,
-                        "kind": timer.kind.value,
-                        "subject": timer.subject,
-                        "level": timer.level,
-                        "due_at": timer.due_at,
-                        "expires_at": timer.expires_at,
-                        "event_id": str(timer.event.event_id),
-                        "event_type": timer.event.type,
-                        "payload": timer.event.model_dump_json(),
-                    },
-                    "$setOnInsert": {"fired_at": None, "attempts": 0},
-                },
-                upsert=True,
-            )
-            for timer in planned
-        ]
-        operations.append(
-            DeleteMany(
-                {"review_id": review_id, "fired_at": None, "_id": {"$nin": [timer.timer_id for timer in planned]}}
-            )
-        )
+        if stored is None:
+            stored = {document["_id"]: document async for document in self.timers.find({"review_id": review_id})}
+        planned_ids = [timer.timer_id for timer in planned]
+        after = {
+            timer_id: document
+            for timer_id, document in stored.items()
+            if document.get("fired_at") is not None or timer_id in planned_ids
+        }
+        operations: list[InsertOne[Document] | UpdateOne | DeleteMany] = []
+        for timer in planned:
+            fields = _timer_fields(timer)
+            current = stored.get(timer.timer_id)
+            if current is None:
+                document = {"_id": timer.timer_id, **fields, "fired_at": None, "attempts": 0}
+                operations.append(InsertOne(document))
+            elif current.get("fired_at") is None and any(current.get(name) != value for name, value in fields.items()):
+                document = {**current, **fields}
+                operations.append(
+                    UpdateOne(
+                        {"_id": timer.timer_id, "fired_at": None},
+                        {"$set": fields, "$setOnInsert": {"fired_at": None, "attempts": 0}},
+                        upsert=True,
+                    )
+                )
+            else:
+                continue  # as planned already, or fired: history
+            after[timer.timer_id] = document
+        if any(document.get("fired_at") is None and timer_id not in after for timer_id, document in stored.items()):
+            operations.append(DeleteMany({"review_id": review_id, "fired_at": None, "_id": {"$nin": planned_ids}}))
+        if not operations:
+            return after
         try:
             await self.timers.bulk_write(operations, ordered=False)
         except BulkWriteError as exc:
             if any(error["code"] != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
                 raise
+            return None
+        return after
 
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime) -> ClaimedTimer | None:
         """Take the lease on the earliest due, unfired timer nobody holds (or whose holder's lease ran out)."""
@@ -221,6 +258,21 @@ class TimerRepository:
     async def for_review(self, review_id: str) -> list[Document]:
         cursor = self.timers.find({"review_id": review_id}).sort([("due_at", ASCENDING), ("_id", ASCENDING)])
         return await cursor.to_list()
+
+
+def _timer_fields(timer: PlannedTimer) -> Document:
+    """What a planned timer stores (besides its firing state)."""
+    return {
+        "review_id": timer.review_id,
+        "kind": timer.kind.value,
+        "subject": timer.subject,
+        "level": timer.level,
+        "due_at": timer.due_at,
+        "expires_at": timer.expires_at,
+        "event_id": str(timer.event.event_id),
+        "event_type": timer.event.type,
+        "payload": timer.event.model_dump_json(),
+    }
 
 
 def view_to_document(view: ReviewView) -> Document:

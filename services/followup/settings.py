@@ -47,6 +47,9 @@ class FollowupSettings(BaseSettings):
     review_events_topic: str = "reviews.events"
     events_topic: str = "followups.events"
     group_id: str = "lessons-followup"
+    # Records of reviews.events handled together and committed once; each event is still tracked on its own, in
+    # order, and the backlog gauges are recounted once per batch instead of once per event.
+    batch_max_records: int = Field(default=100, ge=1, le=10_000)
     http_host: str = "127.0.0.1"
     http_port: int = 8083
     shutdown_timeout_seconds: float = 20.0

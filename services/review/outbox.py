@@ -8,6 +8,8 @@
   so the events of one review leave in the order they were written and each goes out once. A relay that dies is
   replaced when its lease runs out; one that outlives its lease mid-pass may send an entry twice, which the event
   id makes harmless.
+- A pass costs three round trips when there is anything to send (lease, pending entries, mark sent), however many
+  entries: different reviews' entries are in flight together, one review's go one after the other.
 """
 
 import asyncio
@@ -60,21 +62,48 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def relay_once(self) -> int:
-        """Publish every pending entry, oldest first, if this relay holds the lease; returns how many were sent."""
+        """Publish every pending entry, oldest first, if this relay holds the lease; returns how many were sent.
+
+        The lease is taken (or renewed) once per pass, and again only before each further batch when the one before
+        was full. A batch shorter than ``batch_size`` means the outbox was drained: nothing more is asked for. What
+        is written after that query wakes the relay again (or waits for its next poll).
+        """
         sent = 0
         while await self._repository.hold_relay_lease(self.holder, self._clock(), self._lease_seconds):
             entries = await self._repository.unsent(self._batch_size)
-            if not entries:
+            if entries:
+                sent += await self._publish_in_order(entries)
+            if len(entries) < self._batch_size:
                 break
-            published: list[str] = []
-            try:
-                for entry in entries:
-                    await self._publish(entry)
-                    published.append(entry.event_id)
-            finally:
-                await self._repository.mark_sent(published, self._clock())
-            sent += len(published)
         return sent
+
+    async def _publish_in_order(self, entries: list[OutboxEntry]) -> int:
+        """Publish a batch: the entries of one review one after the other, different reviews in flight together.
+
+        A review's events leave in the order they were written: the next is sent only once Kafka acknowledged the
+        one before (``acks=all``), so they reach the review's partition in that order. When one fails, the rest of
+        that review's entries wait for the next pass (sending them would put them ahead of it); other reviews go on.
+        What was acknowledged is marked sent in one write, even when the pass fails or is cancelled; then the first
+        failure is raised.
+        """
+        by_review: dict[tuple[str, str], list[OutboxEntry]] = {}
+        for entry in entries:
+            by_review.setdefault((entry.topic, entry.key), []).append(entry)
+        published: list[str] = []
+
+        async def in_order(review_entries: list[OutboxEntry]) -> None:
+            for entry in review_entries:
+                await self._publish(entry)
+                published.append(entry.event_id)
+
+        try:
+            outcomes = await asyncio.gather(*(in_order(chain) for chain in by_review.values()), return_exceptions=True)
+        finally:
+            await self._repository.mark_sent(published, self._clock())
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return len(published)
 
     async def run(self) -> None:
         try:

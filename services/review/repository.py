@@ -7,7 +7,7 @@ instead of overwriting their change.
 """
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -195,8 +195,13 @@ class ReviewRepository:
         document = await self.reviews.find_one({"_id": review_id})
         return Review.from_document(document) if document is not None else None
 
-    async def exists_for_incident(self, incident_key: str) -> bool:
-        return await self.reviews.find_one({"incident_key": incident_key}, {"_id": 1}) is not None
+    async def incident_keys_with_review(self, incident_keys: Iterable[str]) -> set[str]:
+        """Those of ``incident_keys`` that have a review: one query (the unique index) for a batch of incidents."""
+        keys = sorted(set(incident_keys))
+        if not keys:
+            return set()
+        cursor = self.reviews.find({"incident_key": {"$in": keys}}, {"_id": 0, "incident_key": 1})
+        return {document["incident_key"] async for document in cursor}
 
     async def find(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> tuple[list[Review], int]:
         """One page of reviews, newest first, and how many match in all."""

@@ -5,7 +5,9 @@ states the version it read; a stale one raises ``StaleVersionError`` before or d
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,6 +45,12 @@ class Opened:
     decision: ReviewDecision
 
 
+class _HeldAnnouncement:
+    """Commits made inside ``announcing_once``: whether the relay has to be woken when the block ends."""
+
+    pending = False
+
+
 class ReviewService:
     def __init__(
         self,
@@ -62,17 +70,49 @@ class ReviewService:
         self._window = recurrence_window
         self._clock = clock
         self._on_commit = on_commit
+        # Per task (a context variable): a batch being handled holds its wake-ups back, API requests never do.
+        self._held: ContextVar[_HeldAnnouncement | None] = ContextVar(f"review-held-{id(self)}", default=None)
 
     def _now(self) -> datetime:
         # MongoDB keeps milliseconds: trimming here makes what a write returns equal what a later read gives.
         now = self._clock()
         return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
+    def _committed(self) -> None:
+        held = self._held.get()
+        if held is None:
+            self._on_commit()
+        else:
+            held.pending = True
+
+    @contextmanager
+    def announcing_once(self) -> Iterator[None]:
+        """Changes committed in this block wake the outbox relay once, when it ends, instead of once each.
+
+        It ends the same way when the block raises: what was committed before is announced. Only the calling task
+        is affected; changes made meanwhile by other tasks (API requests) wake the relay at once, as ever.
+        """
+        held = _HeldAnnouncement()
+        token = self._held.set(held)
+        try:
+            yield
+        finally:
+            self._held.reset(token)
+            if held.pending:
+                self._on_commit()
+
+    async def incidents_with_review(self, incident_keys: Iterable[str]) -> set[str]:
+        """Which of these incidents have a review already: one look-up for a whole batch of them."""
+        return await self._repository.incident_keys_with_review(incident_keys)
+
     async def open_for_incident(self, incident: IncidentClosed) -> Opened:
+        """Open the incident's review; ``Opened(None, ...)`` when it has one already, which changes nothing.
+
+        No look-up first: the unique index on ``incident_key`` refuses the second review inside the transaction
+        (before the earlier review of a recurrence is touched), so a duplicate writes nothing and announces nothing.
+        """
         decision = self._policy.decide(incident)
         for _ in range(OPEN_ATTEMPTS):
-            if await self._repository.exists_for_incident(incident.incident_key):
-                return Opened(None, decision)
             try:
                 review = await self._open(incident, decision)
             except StaleVersionError as exc:
@@ -99,7 +139,7 @@ class ReviewService:
             return None
         if earlier is not None:
             self._metrics.recurrences.labels(str(review.recurred_after_remediation).lower()).inc()
-        self._on_commit()
+        self._committed()
         return review
 
     async def get(self, review_id: str) -> Review:
@@ -129,7 +169,7 @@ class ReviewService:
         except StaleVersionError:
             self._metrics.stale_writes.inc()
             raise
-        self._on_commit()
+        self._committed()
         return review
 
     async def edit_sections(self, review_id: str, read_version: int, edit: SectionEdit, by: str | None) -> Review:

@@ -29,6 +29,9 @@ class ReviewSettings(BaseSettings):
     closed_topic: str = "incidents.closed"
     events_topic: str = "reviews.events"
     group_id: str = "lessons-review"
+    # Records of incidents.closed handled together and committed once: each incident still opens in its own
+    # transaction, in order, but the relay is woken and the offsets committed once per batch, not once per record.
+    batch_max_records: int = Field(default=100, ge=1, le=10_000)
     http_host: str = "127.0.0.1"
     http_port: int = 8082
     # A record that keeps failing for a reason other than an unreachable database goes to the DLQ after this.

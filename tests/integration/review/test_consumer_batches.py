@@ -1,0 +1,127 @@
+"""The batch subscriber over real Kafka: offsets are committed only after the whole batch took effect; an unreachable
+MongoDB rewinds the batch (nothing lost, nothing doubled); invalid and failing records go to the DLQ one by one."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo.errors import AutoReconnect
+
+from schemas import IncidentClosed, ReviewOpened
+from services.review.domain.record import review_id_for
+from tests.conftest import Servers
+from tests.integration.review.conftest import ReviewApp, incident
+from tests.support.kafka import produce_many, read_topic
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def committed(bootstrap: str, group: str, topic: str) -> int:
+    """The group's committed offsets on ``topic``, summed over its partitions (0 where nothing is committed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(
+        max(meta.offset, 0) for tp, meta in offsets.items() if isinstance(tp, TopicPartition) and tp.topic == topic
+    )
+
+
+def failing_open(app: ReviewApp, failures: dict[str, Callable[[], Exception | None]]) -> dict[str, int]:
+    """Make opening some incidents fail (the callable says how, or None: not this time); counts attempts."""
+    repository = app.repository
+    open_review = repository.open_review
+    attempts: dict[str, int] = {}
+
+    async def maybe_failing(review: Any, *args: Any, **kwargs: Any) -> bool:
+        attempts[review.incident_key] = attempts.get(review.incident_key, 0) + 1
+        failure = failures.get(review.incident_key, lambda: None)()
+        if failure is not None:
+            raise failure
+        return await open_review(review, *args, **kwargs)
+
+    repository.open_review = maybe_failing  # type: ignore[method-assign]
+    return attempts
+
+
+async def produce_incidents(servers: Servers, topic: str, values: list[bytes]) -> None:
+    # One key: one partition, so the records keep this order, at offsets 0, 1, 2...
+    await produce_many(servers.kafka_bootstrap, topic, [(value, b"same-partition", {}) for value in values])
+
+
+async def test_an_unreachable_mongodb_mid_batch_commits_nothing_past_it_and_loses_nothing(
+    make_review_app: Any, servers: Servers
+) -> None:
+    closed = [incident(f"RW-{number}") for number in range(6)]
+    blocked = incident("RW-3")
+    outage = True
+    async with make_review_app(with_kafka=True) as review_app:
+        app: ReviewApp = review_app
+        attempts = failing_open(
+            app, {blocked.incident_key: lambda: AutoReconnect("connection refused") if outage else None}
+        )
+        await produce_incidents(servers, app.settings.closed_topic, [c.model_dump_json().encode() for c in closed])
+
+        # The batch holding RW-3 is rewound again and again: RW-3 is retried, nothing after it is processed...
+        await eventually(lambda: _attempts_of(attempts, blocked), lambda n: n >= 3)
+        stored = {doc["incident_key"] for doc in await app.db.reviews.find({}).to_list()}
+        assert stored == {c.incident_key for c in closed[:3]}
+        # ... and no offset is committed past it (offsets 0-2 may be, when they came in a batch of their own).
+        assert await committed(servers.kafka_bootstrap, app.settings.group_id, app.settings.closed_topic) <= 3
+
+        outage = False  # MongoDB is back
+        await eventually(lambda: app.db.reviews.count_documents({}), lambda n: n == 6)
+        await eventually(
+            lambda: committed(servers.kafka_bootstrap, app.settings.group_id, app.settings.closed_topic),
+            lambda n: n == 6,
+        )
+        events = await read_topic(servers.kafka_bootstrap, app.settings.events_topic, expect=6, settle=1.5)
+        outbox = await app.db.review_outbox.count_documents({})
+
+    assert outbox == 6  # a redelivered incident writes nothing
+    opened = [ReviewOpened.model_validate_json(record.value) for record in events]
+    assert sorted(event.incident_key for event in opened) == sorted(c.incident_key for c in closed)
+    assert {event.review_id for event in opened} == {review_id_for(c.incident_key) for c in closed}
+    assert attempts.get(closed[4].incident_key) == 1  # nothing after RW-3 was tried before it went through
+
+
+async def _attempts_of(attempts: dict[str, int], closed: IncidentClosed) -> int:
+    return attempts.get(closed.incident_key, 0)
+
+
+async def test_invalid_and_failing_records_of_a_batch_go_to_the_dlq_one_by_one_and_the_rest_is_committed(
+    make_review_app: Any, servers: Servers
+) -> None:
+    good, failing, later = incident("DL-1"), incident("DL-2"), incident("DL-3")
+    values = [
+        good.model_dump_json().encode(),
+        b'{"schema_version": 1}',
+        failing.model_dump_json().encode(),
+        good.model_dump_json().encode(),  # a duplicate in the same batch
+        later.model_dump_json().encode(),
+    ]
+    async with make_review_app(with_kafka=True, max_attempts=2) as review_app:
+        app: ReviewApp = review_app
+        attempts = failing_open(app, {failing.incident_key: lambda: RuntimeError("a bug")})
+        await produce_incidents(servers, app.settings.closed_topic, values)
+        dead = await read_topic(servers.kafka_bootstrap, app.settings.dlq_topic, expect=2)
+        await eventually(
+            lambda: committed(servers.kafka_bootstrap, app.settings.group_id, app.settings.closed_topic),
+            lambda n: n == 5,
+        )
+        stored = sorted(doc["incident_key"] for doc in await app.db.reviews.find({}).to_list())
+        events = await read_topic(servers.kafka_bootstrap, app.settings.events_topic, expect=2, settle=1.0)
+
+    assert stored == [good.incident_key, later.incident_key]
+    assert len(events) == 2
+    assert [record.value for record in dead] == [values[1], values[2]]  # in partition order
+    assert [record.headers["dlq-attempts"] for record in dead] == ["1", "2"]
+    assert dead[0].headers["dlq-reason"].startswith("not a valid IncidentClosed v1")
+    assert dead[1].headers["dlq-reason"] == "failed after 2 attempts: RuntimeError('a bug')"
+    assert [record.headers["dlq-original-offset"] for record in dead] == ["1", "2"]
+    assert attempts[failing.incident_key] == 2

@@ -1,0 +1,242 @@
+"""Review's ``incidents.closed`` subscriber on batches, on FastStream's in-memory broker with a fake repository.
+
+What the batch subscriber must keep from the one-record-at-a-time one: records in order, each incident on its own,
+invalid and failing records to the DLQ one by one, an unreachable MongoDB raising (so the batch is rewound), and the
+outbox relay woken once per batch instead of once per record.
+"""
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pymongo.errors import AutoReconnect, ConnectionFailure
+
+from schemas import IncidentClosed, ReviewEvent
+from services.review.domain.policy import ReviewPolicy
+from services.review.domain.record import Review
+from services.review.domain.recurrence import RecurrenceQuery
+from services.review.handlers import max_poll_interval_ms, register_handlers, undecoded
+from services.review.metrics import ReviewMetrics
+from services.review.repository import ReviewRepository
+from services.review.service import ReviewService
+from services.review.settings import ReviewSettings
+from tests.unit.review.builders import RESOLVED, incident
+
+NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class InMemoryReviews:
+    """Behaves like ``ReviewRepository`` for opening reviews: one per incident key, recurrence by fingerprint."""
+
+    reviews: dict[str, Review] = field(default_factory=dict)
+    events: list[ReviewEvent] = field(default_factory=list)
+    # incident key -> what opening it raises (every time)
+    failing: dict[str, Exception] = field(default_factory=dict)
+    lookups: int = 0
+    lookup_fails: Exception | None = None
+    opened_order: list[str] = field(default_factory=list)
+
+    async def incident_keys_with_review(self, incident_keys: Iterable[str]) -> set[str]:
+        self.lookups += 1
+        if self.lookup_fails is not None:
+            raise self.lookup_fails
+        return {key for key in incident_keys if key in self.reviews}
+
+    async def earlier_occurrence(self, query: RecurrenceQuery) -> Review | None:
+        matches = [
+            review
+            for review in self.reviews.values()
+            if query.fingerprint is not None
+            and review.incident.fingerprint == query.fingerprint
+            and review.id != query.review_id
+            and query.since <= review.incident.resolved_at <= query.until
+        ]
+        return max(matches, key=lambda review: review.incident.resolved_at, default=None)
+
+    async def open_review(
+        self,
+        review: Review,
+        events: Sequence[ReviewEvent],
+        topic: str,
+        now: datetime,
+        *,
+        linked_earlier: tuple[Review, int] | None = None,
+    ) -> bool:
+        if review.incident_key in self.failing:
+            raise self.failing[review.incident_key]
+        if review.incident_key in self.reviews:
+            return False  # the unique index
+        self.reviews[review.incident_key] = review
+        if linked_earlier is not None:
+            self.reviews[linked_earlier[0].incident_key] = linked_earlier[0]
+        self.events.extend(events)
+        self.opened_order.append(review.incident_key)
+        return True
+
+
+@dataclass
+class Harness:
+    broker: KafkaBroker
+    repository: InMemoryReviews
+    metrics: ReviewMetrics
+    settings: ReviewSettings
+    wakes: list[int]
+    dead: list[tuple[bytes, dict[str, str]]]
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def harness(**settings: Any) -> Harness:
+    settings = ReviewSettings(**{"max_attempts": 3, "retry_backoff_seconds": 0.0, **settings})
+    repository = InMemoryReviews()
+    metrics = ReviewMetrics.create()
+    wakes: list[int] = []
+    service = ReviewService(
+        cast(ReviewRepository, repository),
+        ReviewPolicy(),
+        metrics,
+        events_topic=settings.events_topic,
+        recurrence_window=timedelta(days=90),
+        clock=lambda: NOW,
+        on_commit=lambda: wakes.append(1),
+    )
+    broker = KafkaBroker()
+    register_handlers(broker, settings=settings, service=service, metrics=metrics, clock=lambda: NOW)
+    dead: list[tuple[bytes, dict[str, str]]] = []
+
+    @broker.subscriber(settings.dlq_topic, decoder=undecoded)
+    async def on_dead(message: KafkaMessage) -> None:
+        dead.append((message.body, message.headers))
+
+    return Harness(broker, repository, metrics, settings, wakes, dead)
+
+
+def body(closed: IncidentClosed) -> bytes:
+    return closed.model_dump_json().encode()
+
+
+async def test_a_batch_is_handled_in_order_with_the_dlq_per_record_and_one_wake_up() -> None:
+    h = harness()
+    first = incident("B-1", fingerprint="disk-full")
+    second = incident("B-2", fingerprint="disk-full", resolved_at=RESOLVED + timedelta(hours=1))
+    failing = incident("B-3")
+    h.repository.failing[failing.incident_key] = RuntimeError("a bug")
+    async with TestKafkaBroker(h.broker) as broker:
+        await broker.publish_batch(
+            body(first), b"{not json", body(second), body(first), body(failing), topic=h.settings.closed_topic
+        )
+
+    assert h.repository.opened_order == [first.incident_key, second.incident_key]
+    # In order and each on its own: the second sees the first, opened earlier in the same batch.
+    later = h.repository.reviews[second.incident_key]
+    assert later.recurrence is not None
+    assert later.recurrence.earlier_review_id == h.repository.reviews[first.incident_key].id
+    assert [type(event).__name__ for event in h.repository.events] == [
+        "ReviewOpened",
+        "ReviewOpened",
+        "ReviewRecurred",
+        "ReviewUpdated",
+    ]
+    assert h.wakes == [1]  # once for the batch, not once per review
+    assert h.repository.lookups == 1  # one look-up for the whole batch
+    assert h.value("lessons_incident_closed_duplicates_total") == 1  # B-1 again, later in the same batch
+    assert [value for value, _ in h.dead] == [b"{not json", body(failing)]
+    assert h.dead[0][1]["dlq-attempts"] == "1"
+    assert h.dead[0][1]["dlq-reason"].startswith("not a valid IncidentClosed v1")
+    assert h.dead[1][1]["dlq-attempts"] == "3"
+    assert h.dead[1][1]["dlq-reason"] == "failed after 3 attempts: RuntimeError('a bug')"
+
+
+async def test_incidents_known_to_have_a_review_are_skipped_without_writing_or_waking() -> None:
+    h = harness()
+    closed = incident("K-1")
+    async with TestKafkaBroker(h.broker) as broker:
+        await broker.publish_batch(body(closed), topic=h.settings.closed_topic)
+        await broker.publish_batch(body(closed), body(closed), topic=h.settings.closed_topic)
+
+    assert h.repository.opened_order == [closed.incident_key]
+    assert h.value("lessons_incident_closed_duplicates_total") == 2
+    assert h.wakes == [1]  # the second batch committed nothing
+
+
+async def test_a_failed_look_up_only_costs_the_shortcut_the_unique_index_still_decides() -> None:
+    h = harness()
+    closed = incident("L-1")
+    async with TestKafkaBroker(h.broker) as broker:
+        await broker.publish_batch(body(closed), topic=h.settings.closed_topic)
+        h.repository.lookup_fails = RuntimeError("the look-up broke")
+        await broker.publish_batch(body(closed), body(incident("L-2")), topic=h.settings.closed_topic)
+
+    assert h.repository.opened_order == [closed.incident_key, "pagerduty:L-2"]
+    assert h.value("lessons_incident_closed_duplicates_total") == 1
+    assert h.dead == []
+
+
+async def test_an_unreachable_mongodb_raises_so_the_batch_is_rewound_and_what_was_stored_is_announced() -> None:
+    h = harness()
+    stored, unreachable, after = incident("U-1"), incident("U-2"), incident("U-3")
+    h.repository.failing[unreachable.incident_key] = AutoReconnect("connection refused")
+    async with TestKafkaBroker(h.broker) as broker:
+        with pytest.raises(ConnectionFailure):
+            await broker.publish_batch(body(stored), body(unreachable), body(after), topic=h.settings.closed_topic)
+
+    assert h.repository.opened_order == [stored.incident_key]  # the rest waits for the redelivery
+    assert h.dead == []  # an outage never sends records to the DLQ
+    assert h.wakes == [1]  # U-1's events go out although the batch failed
+
+
+async def test_an_unreachable_mongodb_at_the_look_up_rewinds_the_batch_before_anything_is_done() -> None:
+    h = harness()
+    h.repository.lookup_fails = AutoReconnect("connection refused")
+    async with TestKafkaBroker(h.broker) as broker:
+        with pytest.raises(ConnectionFailure):
+            await broker.publish_batch(body(incident("N-1")), b"{not json", topic=h.settings.closed_topic)
+
+    assert h.repository.opened_order == []
+    assert h.dead == []
+    assert h.wakes == []
+
+
+async def test_wake_ups_are_held_back_only_in_the_task_handling_the_batch() -> None:
+    repository = InMemoryReviews()
+    wakes: list[str] = []
+    service = ReviewService(
+        cast(ReviewRepository, repository),
+        ReviewPolicy(),
+        ReviewMetrics.create(),
+        events_topic="reviews.events",
+        recurrence_window=timedelta(days=90),
+        clock=lambda: NOW,
+        on_commit=lambda: wakes.append("wake"),
+    )
+    in_batch = asyncio.Event()
+
+    async def batch() -> None:
+        with service.announcing_once():
+            await service.open_for_incident(incident("T-1"))
+            in_batch.set()
+            await asyncio.sleep(0.05)
+            await service.open_for_incident(incident("T-2"))
+            wakes.append("batch done")
+
+    async def someone_else() -> None:  # e.g. an API request served meanwhile
+        await in_batch.wait()
+        await service.open_for_incident(incident("T-3"))
+        wakes.append("api done")
+
+    await asyncio.gather(batch(), someone_else())
+    assert wakes == ["wake", "api done", "batch done", "wake"]
+
+
+def test_the_poll_interval_outlasts_a_batch_of_records_that_all_fail() -> None:
+    # Defaults: 100 records, 5 attempts, pauses of 0.5+1+1.5+2 s between them, 1 s allowed per attempt.
+    assert max_poll_interval_ms(100, 5, 0.5) == 100 * (5.0 + 5 * 1.0) * 1000
+    assert max_poll_interval_ms(1, 1, 0.0) == 300_000  # never below Kafka's default
+    assert ReviewSettings().batch_max_records == 100
