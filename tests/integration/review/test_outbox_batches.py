@@ -131,11 +131,21 @@ async def test_events_of_many_reviews_reach_the_topic_in_order_per_review(
         app: ReviewApp = review_app
         ids = await open_and_edit(app, "KAFKA", count=20)
         relay: OutboxRelay = app.app.state.review_relay
-        assert await relay.relay_once() == 60
+        # The app's own relay task makes one pass at start-up and may already have sent an early entry, so count
+        # what reached the topic rather than what this pass sent.
+        assert await relay.relay_once() <= 60
+        assert await app.repository.pending_count() == 0
         records = await read_topic(servers.kafka_bootstrap, app.settings.events_topic, expect=60, settle=1.0)
 
+    # Should that start-up pass and this one overlap, an entry may go out twice with the same event id (the
+    # outbox's at-least-once): order is judged on each event's first appearance.
     versions: dict[str, list[int]] = defaultdict(list)
+    seen: set[str] = set()
     for record in records:  # per partition in offset order, so per review in the order they reached the topic
         assert record.key is not None
-        versions[record.key.decode()].append(review_event_adapter.validate_json(record.value).version)
+        event = review_event_adapter.validate_json(record.value)
+        if str(event.event_id) not in seen:
+            seen.add(str(event.event_id))
+            versions[record.key.decode()].append(event.version)
+    assert len(seen) == 60
     assert dict(versions) == {review_id: [1, 2, 3] for review_id in ids}
