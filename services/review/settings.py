@@ -49,8 +49,8 @@ class ReviewSettings(BaseSettings):
     recurrence_window_days: int = Field(default=90, ge=0)
     # JSON: {"<token>": {"name": "...", "role": "viewer|editor|admin"}}. Secret: never printed, never logged.
     api_tokens: SecretStr = SecretStr("{}")
-    # Reads without a token. On by default so dashboards and the demo can read; set false where reviews are private.
-    anonymous_reads: bool = True
+    # Reads without a token. Off by default: reviews name people and weaknesses. The demo turns it on.
+    anonymous_reads: bool = False
 
     @property
     def dlq_topic(self) -> str:

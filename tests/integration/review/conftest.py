@@ -112,6 +112,7 @@ def review_settings(unique: str, **overrides: Any) -> ReviewSettings:
         "group_id": f"review-{unique}",
         "retry_backoff_seconds": 0.05,
         "api_tokens": json.dumps(TOKENS),
+        "anonymous_reads": True,
     }
     return ReviewSettings(**{**defaults, **overrides})
 

@@ -182,6 +182,7 @@ def review_process(servers: Servers, unique: str, tmp_path: Path) -> Iterator[Re
         "REVIEW_GROUP_ID": f"review-{unique}",
         "REVIEW_HTTP_PORT": str(_free_port()),
         "REVIEW_API_TOKENS": json.dumps(TOKENS),
+        "REVIEW_ANONYMOUS_READS": "true",
         "REVIEW_OUTBOX_LEASE_SECONDS": "1",
     }
     process = ReviewProcess(env, tmp_path / "review.log")
