@@ -13,27 +13,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.conftest import REPO, Servers
 from tests.e2e.test_pipeline import free_port, generic_incident
-from tests.support.kafka import create_topics, produce_many, read_topic
+from tests.support.kafka import committed_offsets, create_topics, produce_many, read_topic
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
 RECORDS = 60
-
-
-async def committed_total(bootstrap: str, group: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if isinstance(tp, TopicPartition) and tp.topic == topic)
 
 
 async def test_sigterm_mid_stream_commits_exactly_what_was_processed(servers: Servers, tmp_path: Path) -> None:
@@ -77,6 +65,6 @@ async def test_sigterm_mid_stream_commits_exactly_what_was_processed(servers: Se
     assert "Application shutdown complete" in output
 
     published = await read_topic(servers.kafka_bootstrap, closed, expect=RECORDS, timeout=5.0)
-    committed = await committed_total(servers.kafka_bootstrap, group, raw)
+    committed = await committed_offsets(servers.kafka_bootstrap, group, raw)
     assert len({record.key for record in published}) == len(published), "no incident published twice"
     assert committed == len(published), f"committed {committed}, published {len(published)}"

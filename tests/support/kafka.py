@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -97,3 +97,16 @@ def _records(batch: dict) -> list[Record]:  # type: ignore[type-arg]
         for messages in batch.values()
         for message in messages
     ]
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
+    """The group's committed offsets on ``topic``, summed over its partitions (0 where nothing is committed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(
+        max(meta.offset, 0) for tp, meta in offsets.items() if isinstance(tp, TopicPartition) and tp.topic == topic
+    )

@@ -5,31 +5,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.errors import AutoReconnect
 
 from schemas import IncidentClosed, ReviewOpened
 from services.review.domain.record import review_id_for
 from tests.conftest import Servers
 from tests.integration.review.conftest import ReviewApp, incident
-from tests.support.kafka import produce_many, read_topic
+from tests.support.kafka import committed_offsets, produce_many, read_topic
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-async def committed(bootstrap: str, group: str, topic: str) -> int:
-    """The group's committed offsets on ``topic``, summed over its partitions (0 where nothing is committed)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(
-        max(meta.offset, 0) for tp, meta in offsets.items() if isinstance(tp, TopicPartition) and tp.topic == topic
-    )
 
 
 def failing_open(app: ReviewApp, failures: dict[str, Callable[[], Exception | None]]) -> dict[str, int]:
@@ -72,12 +57,12 @@ async def test_an_unreachable_mongodb_mid_batch_commits_nothing_past_it_and_lose
         stored = {doc["incident_key"] for doc in await app.db.reviews.find({}).to_list()}
         assert stored == {c.incident_key for c in closed[:3]}
         # ... and no offset is committed past it (offsets 0-2 may be, when they came in a batch of their own).
-        assert await committed(servers.kafka_bootstrap, app.settings.group_id, app.settings.closed_topic) <= 3
+        assert await committed_offsets(servers.kafka_bootstrap, app.settings.group_id, app.settings.closed_topic) <= 3
 
         outage = False  # MongoDB is back
         await eventually(lambda: app.db.reviews.count_documents({}), lambda n: n == 6)
         await eventually(
-            lambda: committed(servers.kafka_bootstrap, app.settings.group_id, app.settings.closed_topic),
+            lambda: committed_offsets(servers.kafka_bootstrap, app.settings.group_id, app.settings.closed_topic),
             lambda n: n == 6,
         )
         events = await read_topic(servers.kafka_bootstrap, app.settings.events_topic, expect=6, settle=1.5)
@@ -111,7 +96,7 @@ async def test_invalid_and_failing_records_of_a_batch_go_to_the_dlq_one_by_one_a
         await produce_incidents(servers, app.settings.closed_topic, values)
         dead = await read_topic(servers.kafka_bootstrap, app.settings.dlq_topic, expect=2)
         await eventually(
-            lambda: committed(servers.kafka_bootstrap, app.settings.group_id, app.settings.closed_topic),
+            lambda: committed_offsets(servers.kafka_bootstrap, app.settings.group_id, app.settings.closed_topic),
             lambda n: n == 5,
         )
         stored = sorted(doc["incident_key"] for doc in await app.db.reviews.find({}).to_list())
