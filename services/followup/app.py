@@ -1,4 +1,4 @@
-"""Where follow-up is wired: MongoDB, the Kafka broker and subscriber, the timer scheduler, metrics and HTTP."""
+"""Where follow-up is wired: MongoDB, the Kafka broker and consumer, the timer scheduler, metrics and HTTP."""
 
 import asyncio
 import contextlib
@@ -6,20 +6,21 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pymongo import AsyncMongoClient
 
-from services.followup.clock import Clock, SystemClock
-from services.followup.handlers import register_handlers
+from servicekit.batches import subscribe_batches
+from servicekit.broker import create_broker
+from servicekit.clock import Clock, SystemClock
+from servicekit.dead_letters import DeadLetters
+from servicekit.lifecycle import BrokerStarter, mongo_client
+from servicekit.ops import kafka_reachable, mongodb_reachable, ops_router
+from services.followup.handlers import ReviewEventConsumer
 from services.followup.metrics import FollowupMetrics
-from services.followup.repository import ClaimedTimer, ReviewViewRepository, TimerRepository
-from services.followup.scheduler import Publish, TimerScheduler
+from services.followup.repository import ReviewViewRepository, TimerRepository
+from services.followup.scheduler import TimerScheduler, counting_sweeps, kafka_publisher
 from services.followup.settings import FollowupSettings, KafkaSettings, MongoSettings
 from services.followup.tracker import ReviewTracker
 
@@ -38,19 +39,38 @@ class Followup:
     metrics: FollowupMetrics
 
 
-def timer_publisher(broker: KafkaBroker, topic: str) -> Publish:
-    """Publishes a fired timer's stored event, keyed by review so a review's follow-ups stay in order."""
-
-    async def publish(timer: ClaimedTimer) -> None:
-        # The broker waits for the acknowledgement (acks=all, idempotent producer) before the timer is marked fired.
-        await broker.publish(
-            timer.payload.encode(),
-            topic=topic,
-            key=timer.review_id.encode(),
-            headers={"content-type": "application/json", "event-id": timer.event_id, "event-type": timer.event_type},
-        )
-
-    return publish
+def subscribe_consumer(
+    broker: KafkaBroker,
+    *,
+    tracker: ReviewTracker,
+    views: ReviewViewRepository,
+    metrics: FollowupMetrics,
+    settings: FollowupSettings,
+    clock: Clock,
+) -> None:
+    """The ``reviews.events`` consumer on ``broker``, with its DLQ (also used by tests on the in-memory broker)."""
+    dead_letters = DeadLetters(
+        broker, settings.dlq_topic, failed_by="followup", clock=clock.now, metrics=metrics.dead_letters
+    )
+    consumer = ReviewEventConsumer(
+        tracker,
+        views,
+        dead_letters,
+        metrics,
+        clock=clock,
+        max_attempts=settings.max_attempts,
+        retry_backoff_seconds=settings.retry_backoff_seconds,
+    )
+    subscribe_batches(
+        broker,
+        consumer,
+        dead_letters,
+        topic=settings.review_events_topic,
+        group_id=settings.group_id,
+        batch_max_records=settings.batch_max_records,
+        max_attempts=settings.max_attempts,
+        retry_backoff_seconds=settings.retry_backoff_seconds,
+    )
 
 
 def create_app(
@@ -64,37 +84,23 @@ def create_app(
     settings = settings or FollowupSettings()
     clock = clock or SystemClock()
     metrics = FollowupMetrics.create()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo.uri, tz_aware=True, connect=False)
+    client = mongo_client(mongo)
     database = client[mongo.database]
     views = ReviewViewRepository(database)
     timers = TimerRepository(database)
     tracker = ReviewTracker(views, timers, settings.policy())
-    broker = KafkaBroker(
-        kafka.bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        client_id="lessons-followup",
-        graceful_timeout=settings.shutdown_timeout_seconds,
-        middlewares=[KafkaPrometheusMiddleware(registry=metrics.registry, app_name="followup")],
+    broker = create_broker(
+        kafka, client_id="followup", registry=metrics.registry, graceful_timeout=settings.shutdown_timeout_seconds
     )
-    register_handlers(broker, settings=settings, tracker=tracker, views=views, metrics=metrics, clock=clock)
-
-    async def after_sweep(now: datetime, fired: list[ClaimedTimer], expired: list[ClaimedTimer]) -> None:
-        for timer in fired:
-            metrics.record_fired(timer)
-        for timer in expired:
-            metrics.timers_expired.labels(timer.kind).inc()
-        metrics.last_sweep.set(now.timestamp())
-        # Overdue counts change with time alone, not only with events: recount after every sweep.
-        await metrics.refresh_backlog(views, now)
-
+    starter = BrokerStarter(broker)
+    subscribe_consumer(broker, tracker=tracker, views=views, metrics=metrics, settings=settings, clock=clock)
     scheduler = TimerScheduler(
         timers,
-        timer_publisher(broker, settings.events_topic),
+        kafka_publisher(broker, settings.events_topic),
         replica_id=settings.replica_id,
         lease=timedelta(seconds=settings.lease_seconds),
         batch_size=settings.sweep_batch_size,
-        after_sweep=after_sweep,
+        after_sweep=counting_sweeps(metrics, views),
     )
 
     @asynccontextmanager
@@ -103,7 +109,7 @@ def create_app(
         await timers.ensure_indexes()
         # Gauges come from MongoDB, not memory, so they are right straight after a restart.
         await metrics.refresh_backlog(views, clock.now())
-        await broker.start()
+        await starter.start()
         sweeping = asyncio.create_task(scheduler.run(clock, settings.sweep_interval_seconds), name="timer-sweeps")
         try:
             yield
@@ -115,35 +121,12 @@ def create_app(
                 log.warning("timer sweep did not finish in time; an unmarked timer is taken over after its lease")
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeping
-            await broker.stop()
+            await starter.stop()
             await client.close()
 
     app = FastAPI(title="incident-lessons follow-up", lifespan=lifespan)
     app.state.followup = Followup(broker, views, timers, tracker, scheduler, metrics)
-
-    _add_http_routes(app, broker, client, metrics)
+    app.include_router(
+        ops_router(metrics.registry, {"kafka": kafka_reachable(broker), "mongodb": mongodb_reachable(client)})
+    )
     return app
-
-
-def _add_http_routes(
-    app: FastAPI, broker: KafkaBroker, client: AsyncMongoClient[dict[str, Any]], metrics: FollowupMetrics
-) -> None:
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/readyz")
-    async def readyz(response: Response) -> dict[str, bool]:
-        kafka_ok = await broker.ping(timeout=2.0)
-        try:
-            await client.admin.command("ping")
-            mongo_ok = True
-        except Exception:
-            mongo_ok = False
-        if not (kafka_ok and mongo_ok):
-            response.status_code = 503
-        return {"kafka": kafka_ok, "mongodb": mongo_ok}
-
-    @app.get("/metrics")
-    async def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -13,6 +13,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas import ActionItemPriority, ActionItemStatus, ReviewStatus, Severity
+from servicekit.dead_letters import DeadLetterMetrics
 from services.followup.domain.backlog import Backlog
 from services.followup.domain.projection import (
     ActionItemClosed,
@@ -34,6 +35,7 @@ TIME_TO_CLOSE_BUCKETS = (DAY, 3 * DAY, 7 * DAY, 14 * DAY, 30 * DAY, 60 * DAY, 90
 @dataclass(frozen=True)
 class FollowupMetrics:
     registry: CollectorRegistry
+    dead_letters: DeadLetterMetrics
     reviews_opened: Counter
     reviews_open: Gauge
     reviews_overdue: Gauge
@@ -50,7 +52,6 @@ class FollowupMetrics:
     timers_expired: Counter
     last_sweep: Gauge
     review_events: Counter
-    dead_lettered: Counter
     _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -58,6 +59,7 @@ class FollowupMetrics:
         registry = registry or CollectorRegistry()
         metrics = cls(
             registry=registry,
+            dead_letters=DeadLetterMetrics(registry),
             reviews_opened=Counter(
                 "lessons_reviews_opened_total",
                 "Lessons-learned reviews opened (first sight of each review needing one), by severity",
@@ -154,12 +156,6 @@ class FollowupMetrics:
                 "lessons_review_events_total",
                 "Events read from reviews.events, by type and outcome (tracked, duplicate, stale, ignored)",
                 ["type", "outcome"],
-                registry=registry,
-            ),
-            dead_lettered=Counter(
-                "lessons_dlq_messages_total",
-                "Records sent to a dead-letter topic",
-                ["topic"],
                 registry=registry,
             ),
         )

@@ -15,8 +15,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from services.followup.clock import Clock
-from services.followup.repository import ClaimedTimer, TimerRepository
+from faststream.kafka import KafkaBroker
+
+from servicekit.clock import Clock
+from services.followup.metrics import FollowupMetrics
+from services.followup.repository import ClaimedTimer, ReviewViewRepository, TimerRepository
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,35 @@ AfterSweep = Callable[[datetime, list[ClaimedTimer], list[ClaimedTimer]], Awaita
 
 async def _nothing_after_sweep(_now: datetime, _fired: list[ClaimedTimer], _expired: list[ClaimedTimer]) -> None:
     return None
+
+
+def kafka_publisher(broker: KafkaBroker, topic: str) -> Publish:
+    """Publishes a fired timer's stored event, keyed by review so a review's follow-ups stay in order."""
+
+    async def publish(timer: ClaimedTimer) -> None:
+        # The broker waits for the acknowledgement (acks=all, idempotent producer) before the timer is marked fired.
+        await broker.publish(
+            timer.payload.encode(),
+            topic=topic,
+            key=timer.review_id.encode(),
+            headers={"content-type": "application/json", "event-id": timer.event_id, "event-type": timer.event_type},
+        )
+
+    return publish
+
+
+def counting_sweeps(metrics: FollowupMetrics, views: ReviewViewRepository) -> AfterSweep:
+    """After each sweep: count what fired or expired, and recount the backlog (overdue changes with time alone)."""
+
+    async def after_sweep(now: datetime, fired: list[ClaimedTimer], expired: list[ClaimedTimer]) -> None:
+        for timer in fired:
+            metrics.record_fired(timer)
+        for timer in expired:
+            metrics.timers_expired.labels(timer.kind).inc()
+        metrics.last_sweep.set(now.timestamp())
+        await metrics.refresh_backlog(views, now)
+
+    return after_sweep
 
 
 class TimerScheduler:

@@ -10,23 +10,15 @@ import socket
 from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from schemas import dlq_topic_for
+from servicekit.kafka_settings import KafkaSettings
+from servicekit.mongo_settings import MongoSettings
+from servicekit.service_settings import ServiceSettings
 from services.followup.domain.policy import EscalationLevel, FollowupPolicy
 
-
-class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KAFKA_")
-
-    bootstrap_servers: str = "127.0.0.1:9092"
-
-
-class MongoSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MONGODB_")
-
-    uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
-    database: str = "incident_lessons"
+__all__ = ["FollowupSettings", "KafkaSettings", "MongoSettings"]
 
 
 class EscalationLevelSetting(BaseModel):
@@ -41,21 +33,13 @@ def _replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class FollowupSettings(BaseSettings):
+class FollowupSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="FOLLOWUP_")
 
     review_events_topic: str = "reviews.events"
     events_topic: str = "followups.events"
     group_id: str = "lessons-followup"
-    # Records of reviews.events handled together and committed once; each event is still tracked on its own, in
-    # order, and the backlog gauges are recounted once per batch instead of once per event.
-    batch_max_records: int = Field(default=100, ge=1, le=10_000)
-    http_host: str = "127.0.0.1"
-    http_port: int = 8083
-    shutdown_timeout_seconds: float = 20.0
-    # A record that keeps failing for a reason other than an unreachable database goes to the DLQ after this.
-    max_attempts: int = Field(default=5, ge=1)
-    retry_backoff_seconds: float = Field(default=0.5, ge=0)
+    http_port: int = Field(default=8083, ge=1, le=65_535)
 
     reminders_before: tuple[timedelta, ...] = (timedelta(days=2), timedelta(days=1))
     escalation_levels: tuple[EscalationLevelSetting, ...] = (

@@ -3,8 +3,7 @@
 import logging
 import sys
 
-import uvicorn
-
+from servicekit.runner import serve
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
 from services.ingest.webhooks import WebhookSettings
@@ -18,14 +17,13 @@ def main(argv: list[str]) -> int:
         return check(argv[1:])
     settings = IngestSettings()
     app = create_app(KafkaSettings(), settings, MongoSettings(), WebhookSettings())
-    uvicorn.run(
+    return serve(
         app,
         host=settings.http_host,
         port=settings.http_port,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
+        shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
+        read_timeout_seconds=settings.http_read_timeout_seconds,
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,35 +1,60 @@
-"""Where ingest is wired: the Kafka broker, its subscriber, the metrics registry and the HTTP surface."""
+"""Where ingest is wired: the Kafka broker, its consumer, the metrics registry and the HTTP surface."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pymongo import AsyncMongoClient
 
-from services.ingest.handlers import register_handlers
+from servicekit.batches import subscribe_batches
+from servicekit.broker import create_broker as create_kafka_broker
+from servicekit.dead_letters import DeadLetters
+from servicekit.lifecycle import BrokerStarter, mongo_client
+from servicekit.ops import kafka_reachable, mongodb_reachable, ops_router
+from services.ingest.handlers import Clock, RawIncidentConsumer, RecentlyPublished
 from services.ingest.metrics import IngestMetrics
 from services.ingest.recent_closures import RecentClosures
 from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
 from services.ingest.webhooks import KafkaRawPublisher, WebhookSettings, create_webhook_router
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def create_broker(
-    kafka: KafkaSettings, settings: IngestSettings, metrics: IngestMetrics, recent: RecentClosures
+    kafka: KafkaSettings,
+    settings: IngestSettings,
+    metrics: IngestMetrics,
+    recent: RecentlyPublished,
+    clock: Clock = utc_now,
 ) -> KafkaBroker:
-    broker = KafkaBroker(
-        kafka.bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        client_id="lessons-ingest",
-        graceful_timeout=settings.shutdown_timeout_seconds,
-        middlewares=[KafkaPrometheusMiddleware(registry=metrics.registry, app_name="ingest")],
+    broker = create_kafka_broker(
+        kafka, client_id="ingest", registry=metrics.registry, graceful_timeout=settings.shutdown_timeout_seconds
     )
-    register_handlers(broker, settings=settings, metrics=metrics, recent=recent)
+    dead_letters = DeadLetters(
+        broker, settings.dlq_topic, failed_by="ingest", clock=clock, metrics=metrics.dead_letters
+    )
+    consumer = RawIncidentConsumer(
+        broker,
+        dead_letters,
+        recent,
+        metrics,
+        config=settings.normalisation(),
+        closed_topic=settings.closed_topic,
+        clock=clock,
+    )
+    subscribe_batches(
+        broker,
+        consumer,
+        dead_letters,
+        topic=settings.raw_topic,
+        group_id=settings.group_id,
+        batch_max_records=settings.batch_max_records,
+        max_attempts=settings.max_attempts,
+        retry_backoff_seconds=settings.retry_backoff_seconds,
+    )
     return broker
 
 
@@ -44,44 +69,27 @@ def create_app(
     mongo = mongo or MongoSettings()
     webhooks = webhooks or WebhookSettings()
     metrics = IngestMetrics.create()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo.uri, tz_aware=True, connect=False)
+    client = mongo_client(mongo)
     recent = RecentClosures(client[mongo.database], timedelta(seconds=settings.dedup_window_seconds))
     broker = create_broker(kafka, settings, metrics, recent)
+    starter = BrokerStarter(broker)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await recent.ensure_indexes()
-        await broker.start()
+        await starter.start()
         try:
             yield
         finally:
-            # Stops consuming, lets the in-flight record finish and commits its offset, then closes the producer.
-            await broker.stop()
+            # Stops consuming, lets the in-flight batch finish and commits its offsets, then closes the producer.
+            await starter.stop()
             await client.close()
 
     app = FastAPI(title="incident-lessons ingest", lifespan=lifespan)
     app.state.broker = broker
     app.state.metrics = metrics
     app.include_router(create_webhook_router(webhooks, KafkaRawPublisher(broker, settings.raw_topic), metrics.registry))
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/readyz")
-    async def readyz(response: Response) -> dict[str, bool]:
-        kafka_ok = await broker.ping(timeout=2.0)
-        try:
-            await client.admin.command("ping")
-            mongo_ok = True
-        except Exception:
-            mongo_ok = False
-        if not (kafka_ok and mongo_ok):
-            response.status_code = 503
-        return {"kafka": kafka_ok, "mongodb": mongo_ok}
-
-    @app.get("/metrics")
-    async def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    app.include_router(
+        ops_router(metrics.registry, {"kafka": kafka_reachable(broker), "mongodb": mongodb_reachable(client)})
+    )
     return app

@@ -1,29 +1,30 @@
-"""The ``incidents.raw`` subscriber: vendor bytes in, ``IncidentClosed`` out, or the record to the DLQ.
+"""The ``incidents.raw`` consumer: vendor bytes in, ``IncidentClosed`` out, or the record to the DLQ.
 
-Thin on purpose: it reads the record, lets the pure sources decide, and performs what they decided. The offset is
-committed only after every resulting publish was acknowledged by Kafka (``acks=all``); a publish that fails raises,
-so the record is redelivered rather than lost.
+Thin on purpose: it reads the records, lets the pure sources decide, and performs what they decided. A batch costs
+one de-duplication look-up, its publishes in flight together (each acknowledged by Kafka, ``acks=all``), and one
+write. The offsets are committed after that (``servicekit.batches``). An incident that Kafka refuses for good (too
+large, not encodable) sends its record to the DLQ with the reason instead of stalling the partition; an outage
+rewinds the batch, which then re-publishes at most what was not remembered.
 """
 
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from aiokafka import ConsumerRecord
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from faststream.message import StreamMessage
 
-from schemas import SOURCES, IncidentClosed, dead_letter_headers
+from schemas import SOURCES, IncidentClosed
+from servicekit.dead_letters import DeadLetters
+from servicekit.failures import describe, is_outage
+from servicekit.headers import text_headers
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.deduplication import fresh_incidents
 from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
 from services.ingest.metrics import IngestMetrics
-from services.ingest.settings import IngestSettings
 from services.ingest.sources import normalise, source_of
 
 log = logging.getLogger(__name__)
@@ -40,16 +41,6 @@ class RecentlyPublished(Protocol):
 
     async def remember(self, keys: Iterable[str], now: datetime) -> None:
         """Called only after Kafka acknowledged the publishes of ``keys``."""
-
-
-def text_headers(headers: Iterable[tuple[str, bytes]]) -> dict[str, str]:
-    """Kafka headers as lower-case text; a header that is not UTF-8 is kept, with replacement characters."""
-    return {name.lower(): value.decode("utf-8", errors="replace") for name, value in headers}
-
-
-async def undecoded(message: StreamMessage[Any]) -> bytes:
-    """Vendor bodies are parsed by the sources, never by the framework: a body that is not JSON must reach the DLQ."""
-    return message.body
 
 
 def classify(raw: RawIncident, config: NormalisationConfig) -> Outcome:
@@ -76,98 +67,97 @@ def classify_record(record: ConsumerRecord[Any, Any], config: NormalisationConfi
     return ClassifiedRecord(record, raw, source if source in SOURCES else "unknown", classify(raw, config))
 
 
-def register_handlers(
-    broker: KafkaBroker,
-    *,
-    settings: IngestSettings,
-    metrics: IngestMetrics,
-    recent: RecentlyPublished,
-    clock: Clock = lambda: datetime.now(UTC),
-) -> None:
-    config = settings.normalisation()
+# An incident to publish, with the record it came from (where it goes to the DLQ if Kafka refuses it).
+Fresh = list[tuple[IncidentClosed, ClassifiedRecord]]
 
-    async def publish_closed(incident: IncidentClosed) -> None:
-        await broker.publish(
+
+class RawIncidentConsumer:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        dead_letters: DeadLetters,
+        recent: RecentlyPublished,
+        metrics: IngestMetrics,
+        *,
+        config: NormalisationConfig,
+        closed_topic: str,
+        clock: Clock,
+    ) -> None:
+        self._broker = broker
+        self._dead_letters = dead_letters
+        self._recent = recent
+        self._metrics = metrics
+        self._config = config
+        self._closed_topic = closed_topic
+        self._clock = clock
+
+    async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        items = [classify_record(record, self._config) for record in records]
+        now = self._clock()
+        fresh = await self._fresh(items, now)
+        refusals = await self._publish(fresh)
+        # Remembered only once Kafka has them: a crash before this re-publishes, it never loses.
+        published = [incident for incident, _ in fresh if incident.incident_key not in refusals]
+        await self._recent.remember((incident.incident_key for incident in published), now)
+        invalid = [(item, item.outcome.reason) for item in items if isinstance(item.outcome, Invalid)]
+        refused = [(item, reason) for incident, item in fresh if (reason := refusals.get(incident.incident_key))]
+        await asyncio.gather(*(self._dead_letters.send(item.record, reason) for item, reason in invalid + refused))
+        keys = {incident.incident_key for incident in published}
+        for item in items:
+            self._count(item, keys, set(refusals))
+
+    async def _fresh(
+        self, items: list[ClassifiedRecord], now: datetime
+    ) -> list[tuple[IncidentClosed, ClassifiedRecord]]:
+        """Incidents not published within the window, each with the record it came from."""
+        accepted = [
+            (incident, item)
+            for item in items
+            if isinstance(item.outcome, Accepted)
+            for incident in item.outcome.incidents
+        ]
+        keys = (incident.incident_key for incident, _ in accepted)
+        already = await self._recent.published_since(keys, now - self._recent.window)
+        fresh = {id(incident) for incident in fresh_incidents((incident for incident, _ in accepted), already)}
+        return [(incident, item) for incident, item in accepted if id(incident) in fresh]
+
+    async def _publish(self, fresh: Fresh) -> dict[str, str]:
+        """Publish together (the producer batches them); the incidents Kafka refused for good, with why.
+
+        An outage is raised once every publish has ended, so what was acknowledged is remembered by nobody and
+        re-published on redelivery: a duplicate that review recognises, never a loss.
+        """
+        outcomes = await asyncio.gather(*(self._publish_one(incident) for incident, _ in fresh), return_exceptions=True)
+        refusals: dict[str, str] = {}
+        for (incident, _), outcome in zip(fresh, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if is_outage(outcome) or not isinstance(outcome, Exception):
+                    raise outcome
+                refusals[incident.incident_key] = f"IncidentClosed could not be published: {describe(outcome)}"
+        return refusals
+
+    async def _publish_one(self, incident: IncidentClosed) -> None:
+        await self._broker.publish(
             incident.model_dump_json().encode(),
-            topic=settings.closed_topic,
+            topic=self._closed_topic,
             key=incident.incident_key.encode(),
             headers={"content-type": "application/json", "event-id": str(incident.event_id)},
         )
 
-    async def dead_letter(item: ClassifiedRecord, reason: str) -> None:
-        record = item.record
-        await broker.publish(
-            record.value,
-            topic=settings.dlq_topic,
-            key=record.key,
-            headers=dead_letter_headers(
-                item.raw.headers,
-                reason=reason,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                attempts=1,
-                failed_at=clock(),
-                failed_by="ingest",
-            ),
-        )
-        metrics.dead_lettered.labels(settings.dlq_topic).inc()
-        log.warning(
-            "invalid %s record %s[%d]@%d sent to %s: %s",
-            item.source_label,
-            record.topic,
-            record.partition,
-            record.offset,
-            settings.dlq_topic,
-            reason,
-        )
-
-    async def process(records: Sequence[ConsumerRecord[Any, Any]]) -> None:
-        """One batch: a single de-duplication look-up, all publishes in flight together, then one write."""
-        items = [classify_record(record, config) for record in records]
-        accepted = [
-            incident for item in items if isinstance(item.outcome, Accepted) for incident in item.outcome.incidents
-        ]
-        now = clock()
-        already = await recent.published_since((i.incident_key for i in accepted), now - recent.window)
-        fresh = fresh_incidents(accepted, already)
-        # Sent together so the producer batches them; each is still acknowledged (acks=all) before we go on.
-        await asyncio.gather(
-            *(publish_closed(incident) for incident in fresh),
-            *(dead_letter(item, item.outcome.reason) for item in items if isinstance(item.outcome, Invalid)),
-        )
-        # Remembered only once Kafka has them: a crash before this re-publishes, it never loses.
-        await recent.remember((incident.incident_key for incident in fresh), now)
-        published = {incident.incident_key for incident in fresh}
-        for item in items:
-            count_outcome(item, published)
-
-    def count_outcome(item: ClassifiedRecord, published: set[str]) -> None:
-        outcome, source = item.outcome, item.source_label
+    def _count(self, item: ClassifiedRecord, published: set[str], refused: set[str]) -> None:
+        outcome, source, metrics = item.outcome, item.source_label, self._metrics
         if isinstance(outcome, Accepted):
             keys = [incident.incident_key for incident in outcome.incidents]
             new = [key for key in keys if key in published]
             published.difference_update(new)  # a key repeated later in the batch counts as a duplicate there
-            metrics.events_received.labels(source, "accepted" if new else "duplicate").inc()
+            unpublishable = [key for key in keys if key in refused]
+            label = "accepted" if new else "invalid" if unpublishable else "duplicate"
+            metrics.events_received.labels(source, label).inc()
             metrics.incidents_published.labels(source).inc(len(new))
-            metrics.incidents_suppressed.labels(source).inc(len(keys) - len(new))
+            metrics.incidents_suppressed.labels(source).inc(len(keys) - len(new) - len(unpublishable))
             log.info("%s record: published %s; duplicates: %d", source, ", ".join(new) or "none", len(keys) - len(new))
         elif isinstance(outcome, Ignored):
             metrics.events_received.labels(source, "ignored").inc()
             log.info("ignored a %s event: %s", source, outcome.reason)
         else:
             metrics.events_received.labels(source, "invalid").inc()
-
-    @broker.subscriber(
-        settings.raw_topic,
-        group_id=settings.group_id,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        batch=True,
-        max_records=settings.batch_max_records,
-        decoder=undecoded,
-    )
-    async def on_raw_incidents(message: KafkaMessage) -> None:
-        # The batch's offsets are committed after this returns; an exception rewinds every partition in it.
-        records = message.raw_message
-        await process(records if isinstance(records, (tuple, list)) else (records,))

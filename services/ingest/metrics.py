@@ -4,20 +4,23 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter
 
+from servicekit.dead_letters import DeadLetterMetrics
+
 
 @dataclass(frozen=True)
 class IngestMetrics:
     registry: CollectorRegistry
+    dead_letters: DeadLetterMetrics
     events_received: Counter
     incidents_published: Counter
     incidents_suppressed: Counter
-    dead_lettered: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "IngestMetrics":
         registry = registry or CollectorRegistry()
         return cls(
             registry=registry,
+            dead_letters=DeadLetterMetrics(registry),
             events_received=Counter(
                 "lessons_incident_events_received_total",
                 "Records read from incidents.raw, by source and outcome (accepted, duplicate, ignored, invalid)",
@@ -34,12 +37,6 @@ class IngestMetrics:
                 "lessons_incident_closures_suppressed_total",
                 "Closed incidents not published again because they were published within the de-duplication window",
                 ["source"],
-                registry=registry,
-            ),
-            dead_lettered=Counter(
-                "lessons_dlq_messages_total",
-                "Records sent to a dead-letter topic",
-                ["topic"],
                 registry=registry,
             ),
         )

@@ -5,41 +5,29 @@ from datetime import tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from schemas import Severity, dlq_topic_for
+from servicekit.kafka_settings import KafkaSettings
+from servicekit.mongo_settings import MongoSettings
+from servicekit.service_settings import ServiceSettings
 from services.ingest.domain.config import NormalisationConfig
 
-
-class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KAFKA_")
-
-    bootstrap_servers: str = "127.0.0.1:9092"
+__all__ = ["IngestSettings", "KafkaSettings", "MongoSettings"]
 
 
-class MongoSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MONGODB_")
-
-    uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
-    database: str = "incident_lessons"
-
-
-class IngestSettings(BaseSettings):
+class IngestSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INGEST_")
 
     raw_topic: str = "incidents.raw"
     closed_topic: str = "incidents.closed"
     group_id: str = "lessons-ingest"
-    http_host: str = "127.0.0.1"
-    http_port: int = 8081
+    http_port: int = Field(default=8081, ge=1, le=65_535)
     # {"pagerduty": {"P1": "critical"}, ...}: consulted before the built-in tables.
     severity_overrides: dict[str, dict[str, Severity]] = Field(default_factory=dict)
     zabbix_timezone: str = "UTC"
     # The same incident closed again within this window (vendor retries, two webhooks) is published once.
     dedup_window_seconds: int = Field(default=86_400, ge=1)
-    # Records handled (and committed) together: one MongoDB look-up and one write per batch, not per record.
-    batch_max_records: int = Field(default=100, ge=1, le=10_000)
-    shutdown_timeout_seconds: float = 20.0
 
     @property
     def dlq_topic(self) -> str:

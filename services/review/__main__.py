@@ -7,8 +7,7 @@ names the file or setting and the field.
 import logging
 import sys
 
-import uvicorn
-
+from servicekit.runner import serve
 from services.review.app import create_app
 from services.review.auth import TokenSettingError
 from services.review.domain.policy import PolicyError
@@ -25,12 +24,14 @@ def main() -> None:
     except (PolicyError, TokenSettingError) as exc:
         print(f"review: cannot start: {exc}", file=sys.stderr)
         sys.exit(CONFIGURATION_ERROR)
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
+    sys.exit(
+        serve(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
+            read_timeout_seconds=settings.http_read_timeout_seconds,
+        )
     )
 
 

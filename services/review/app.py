@@ -1,4 +1,4 @@
-"""Where review is wired: MongoDB, the Kafka broker and subscriber, the outbox relay, metrics and the HTTP API.
+"""Where review is wired: MongoDB, the Kafka broker and consumer, the outbox relay, metrics and the HTTP API.
 
 Configuration is checked here, before anything connects: a bad policy file or token setting fails start-up with
 the file or setting and the field named.
@@ -8,29 +8,57 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pymongo import AsyncMongoClient
 
+from servicekit.batches import subscribe_batches
+from servicekit.broker import create_broker
+from servicekit.clock import utc_now
+from servicekit.dead_letters import DeadLetters
+from servicekit.lifecycle import BrokerStarter, mongo_client
+from servicekit.ops import kafka_reachable, mongodb_reachable, ops_router
 from services.review.api import install_review_api
 from services.review.auth import ApiTokens
 from services.review.domain.policy import ReviewPolicy
-from services.review.handlers import register_handlers
+from services.review.handlers import IncidentClosedConsumer
 from services.review.metrics import ReviewMetrics
-from services.review.outbox import OutboxRelay
+from services.review.outbox import OutboxRelay, kafka_publisher
 from services.review.policy_file import load_policy
-from services.review.repository import OutboxEntry, ReviewRepository
+from services.review.repository import ReviewRepository
 from services.review.service import ReviewService
 from services.review.settings import KafkaSettings, MongoSettings, ReviewSettings
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+def subscribe_consumer(
+    broker: KafkaBroker,
+    service: ReviewService,
+    metrics: ReviewMetrics,
+    settings: ReviewSettings,
+    clock: Callable[[], datetime],
+) -> None:
+    """The ``incidents.closed`` consumer on ``broker``, with its DLQ (also used by tests on the in-memory broker)."""
+    dead_letters = DeadLetters(
+        broker, settings.dlq_topic, failed_by="review", clock=clock, metrics=metrics.dead_letters
+    )
+    consumer = IncidentClosedConsumer(
+        service,
+        dead_letters,
+        metrics,
+        max_attempts=settings.max_attempts,
+        retry_backoff_seconds=settings.retry_backoff_seconds,
+    )
+    subscribe_batches(
+        broker,
+        consumer,
+        dead_letters,
+        topic=settings.closed_topic,
+        group_id=settings.group_id,
+        batch_max_records=settings.batch_max_records,
+        max_attempts=settings.max_attempts,
+        retry_backoff_seconds=settings.retry_backoff_seconds,
+    )
 
 
 def create_app(
@@ -47,28 +75,15 @@ def create_app(
     policy = policy or load_policy(settings.policy_file)
     tokens = ApiTokens.parse(settings.api_tokens.get_secret_value())
     metrics = ReviewMetrics.create()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo.uri, tz_aware=True, connect=False)
+    client = mongo_client(mongo)
     repository = ReviewRepository(client[mongo.database])
-    broker = KafkaBroker(
-        kafka.bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        client_id="lessons-review",
-        graceful_timeout=settings.shutdown_timeout_seconds,
-        middlewares=[KafkaPrometheusMiddleware(registry=metrics.registry, app_name="review")],
+    broker = create_broker(
+        kafka, client_id="review", registry=metrics.registry, graceful_timeout=settings.shutdown_timeout_seconds
     )
-
-    async def publish(entry: OutboxEntry) -> None:
-        await broker.publish(
-            entry.payload.encode(),
-            topic=entry.topic,
-            key=entry.key.encode(),
-            headers={"content-type": "application/json", "event-id": entry.event_id, "event-type": entry.event_type},
-        )
-
+    starter = BrokerStarter(broker)
     relay = OutboxRelay(
         repository,
-        publish,
+        kafka_publisher(broker),
         clock,
         settings.outbox_poll_seconds,
         settings.outbox_batch_size,
@@ -83,18 +98,18 @@ def create_app(
         clock=clock,
         on_commit=relay.wake if settings.outbox_wake_on_write else lambda: None,
     )
-    register_handlers(broker, settings=settings, service=service, metrics=metrics, clock=clock)
+    subscribe_consumer(broker, service, metrics, settings, clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await repository.ensure_indexes()
-        await broker.start()
+        await starter.start()
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         try:
             yield
         finally:
-            # Finish the in-flight record and commit, then flush what it wrote to the outbox before closing.
-            await broker.stop()
+            # Finish the in-flight batch and commit, then flush what it wrote to the outbox before closing.
+            await starter.stop()
             relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await relay_task
@@ -111,29 +126,8 @@ def create_app(
     app.state.review_relay = relay
     app.state.mongo_client = client
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/readyz")
-    async def readyz(response: Response) -> dict[str, bool]:
-        kafka_ok = await broker.ping(timeout=2.0)
-        try:
-            await client.admin.command("ping")
-            mongo_ok = True
-        except Exception:
-            mongo_ok = False
-        if not (kafka_ok and mongo_ok):
-            response.status_code = 503
-        return {"kafka": kafka_ok, "mongodb": mongo_ok}
-
-    @app.get(
-        "/metrics",
-        response_class=Response,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+    app.include_router(
+        ops_router(metrics.registry, {"kafka": kafka_reachable(broker), "mongodb": mongodb_reachable(client)})
     )
-    async def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
     install_review_api(app, service, tokens, anonymous_reads=settings.anonymous_reads)
     return app

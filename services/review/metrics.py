@@ -4,13 +4,15 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter
 
+from servicekit.dead_letters import DeadLetterMetrics
+
 
 @dataclass(frozen=True)
 class ReviewMetrics:
     registry: CollectorRegistry
+    dead_letters: DeadLetterMetrics
     records_created: Counter
     duplicates: Counter
-    dead_lettered: Counter
     policy_decisions: Counter
     recurrences: Counter
     stale_writes: Counter
@@ -20,6 +22,7 @@ class ReviewMetrics:
         registry = registry or CollectorRegistry()
         return cls(
             registry=registry,
+            dead_letters=DeadLetterMetrics(registry),
             records_created=Counter(
                 "lessons_review_records_created_total",
                 "Review records created from closed incidents, by status (open or not_required) and severity",
@@ -29,12 +32,6 @@ class ReviewMetrics:
             duplicates=Counter(
                 "lessons_incident_closed_duplicates_total",
                 "IncidentClosed events for an incident that already had a review record",
-                registry=registry,
-            ),
-            dead_lettered=Counter(
-                "lessons_dlq_messages_total",
-                "Records sent to a dead-letter topic",
-                ["topic"],
                 registry=registry,
             ),
             policy_decisions=Counter(

@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from faststream.kafka import KafkaBroker
+
 from services.review.repository import OutboxEntry, ReviewRepository
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,20 @@ RETRY_CEILING_SECONDS = 5.0
 
 def relay_holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def kafka_publisher(broker: KafkaBroker) -> Publish:
+    """Publishes an entry to its topic, keyed by review, and returns once Kafka acknowledged it (``acks=all``)."""
+
+    async def publish(entry: OutboxEntry) -> None:
+        await broker.publish(
+            entry.payload.encode(),
+            topic=entry.topic,
+            key=entry.key.encode(),
+            headers={"content-type": "application/json", "event-id": entry.event_id, "event-type": entry.event_type},
+        )
+
+    return publish
 
 
 class OutboxRelay:

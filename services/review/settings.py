@@ -3,40 +3,25 @@
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from schemas import dlq_topic_for
+from servicekit.kafka_settings import KafkaSettings
+from servicekit.mongo_settings import MongoSettings
+from servicekit.service_settings import ServiceSettings
+
+__all__ = ["KafkaSettings", "MongoSettings", "ReviewSettings"]
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "policy.default.yaml"
 
 
-class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KAFKA_")
-
-    bootstrap_servers: str = "127.0.0.1:9092"
-
-
-class MongoSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MONGODB_")
-
-    uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
-    database: str = "incident_lessons"
-
-
-class ReviewSettings(BaseSettings):
+class ReviewSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REVIEW_")
 
     closed_topic: str = "incidents.closed"
     events_topic: str = "reviews.events"
     group_id: str = "lessons-review"
-    # Records of incidents.closed handled together and committed once: each incident still opens in its own
-    # transaction, in order, but the relay is woken and the offsets committed once per batch, not once per record.
-    batch_max_records: int = Field(default=100, ge=1, le=10_000)
-    http_host: str = "127.0.0.1"
-    http_port: int = 8082
-    # A record that keeps failing for a reason other than an unreachable database goes to the DLQ after this.
-    max_attempts: int = 5
-    retry_backoff_seconds: float = 0.5
+    http_port: int = Field(default=8082, ge=1, le=65_535)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)
     # Publish right after a write instead of at the next poll. Off only to test what a crash before publishing does.
@@ -44,7 +29,6 @@ class ReviewSettings(BaseSettings):
     # One replica relays at a time (a lease in MongoDB), so events of one review leave in order and are not sent
     # once per replica. A relay that dies is replaced when its lease runs out.
     outbox_lease_seconds: float = Field(default=15.0, gt=0)
-    shutdown_timeout_seconds: float = 20.0
     policy_file: Path = DEFAULT_POLICY_FILE
     recurrence_window_days: int = Field(default=90, ge=0)
     # JSON: {"<token>": {"name": "...", "role": "viewer|editor|admin"}}. Secret: never printed, never logged.

@@ -120,7 +120,7 @@ async def test_the_same_closure_from_two_deliveries_is_published_once(
 
 
 async def test_recent_closures_forget_a_key_once_the_window_has_passed(mongo: MongoSettings) -> None:
-    async with scratch_database(mongo.uri, mongo.database) as db:
+    async with scratch_database(mongo.uri.get_secret_value(), mongo.database) as db:
         recent = RecentClosures(db, window=timedelta(hours=1))
         await recent.ensure_indexes()
         t0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)

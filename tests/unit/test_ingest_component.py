@@ -5,8 +5,8 @@ import json
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from servicekit.batches import undecoded
 from services.ingest.app import create_broker
-from services.ingest.handlers import undecoded
 from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import IngestSettings, KafkaSettings
 from tests.support.fakes import InMemoryRecentClosures

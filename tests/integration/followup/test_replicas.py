@@ -16,10 +16,9 @@ from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas import followup_event_adapter, followup_event_id
-from services.followup.app import timer_publisher
 from services.followup.domain.policy import FollowupPolicy
 from services.followup.repository import ClaimedTimer, ReviewViewRepository, TimerRepository
-from services.followup.scheduler import Publish, TimerScheduler
+from services.followup.scheduler import Publish, TimerScheduler, kafka_publisher
 from services.followup.tracker import ReviewTracker
 from tests.conftest import Servers
 from tests.support.kafka import create_topics, read_topic
@@ -68,7 +67,7 @@ async def test_three_replicas_fire_every_timer_exactly_once(
     topic = f"followups.events.{unique}"
     await create_topics(servers.kafka_bootstrap, topic)
     timers = await track_reviews(database, 8)
-    publish = timer_publisher(broker, topic)
+    publish = kafka_publisher(broker, topic)
     replicas = [replica(timers, f"replica-{n}", publish) for n in range(3)]
 
     fired = []
@@ -95,7 +94,7 @@ async def test_a_replica_killed_after_publishing_is_taken_over_with_the_same_eve
     topic = f"followups.events.{unique}"
     await create_topics(servers.kafka_bootstrap, topic)
     timers = await track_reviews(database, 1)
-    publish = timer_publisher(broker, topic)
+    publish = kafka_publisher(broker, topic)
     doomed, second, third = (replica(timers, name, publish) for name in ("doomed", "second", "third"))
 
     now = T0 + 5 * DAY  # only the 2-days-before reminder is due

@@ -17,10 +17,11 @@ from faststream.kafka.annotations import KafkaMessage
 from pymongo.errors import AutoReconnect, ConnectionFailure
 
 from schemas import IncidentClosed, ReviewEvent
+from servicekit.batches import undecoded
+from services.review.app import subscribe_consumer
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import Review
 from services.review.domain.recurrence import RecurrenceQuery
-from services.review.handlers import max_poll_interval_ms, register_handlers, undecoded
 from services.review.metrics import ReviewMetrics
 from services.review.repository import ReviewRepository
 from services.review.service import ReviewService
@@ -108,7 +109,7 @@ def harness(**settings: Any) -> Harness:
         on_commit=lambda: wakes.append(1),
     )
     broker = KafkaBroker()
-    register_handlers(broker, settings=settings, service=service, metrics=metrics, clock=lambda: NOW)
+    subscribe_consumer(broker, service, metrics, settings, lambda: NOW)
     dead: list[tuple[bytes, dict[str, str]]] = []
 
     @broker.subscriber(settings.dlq_topic, decoder=undecoded)
@@ -233,10 +234,3 @@ async def test_wake_ups_are_held_back_only_in_the_task_handling_the_batch() -> N
 
     await asyncio.gather(batch(), someone_else())
     assert wakes == ["wake", "api done", "batch done", "wake"]
-
-
-def test_the_poll_interval_outlasts_a_batch_of_records_that_all_fail() -> None:
-    # Defaults: 100 records, 5 attempts, pauses of 0.5+1+1.5+2 s between them, 1 s allowed per attempt.
-    assert max_poll_interval_ms(100, 5, 0.5) == 100 * (5.0 + 5 * 1.0) * 1000
-    assert max_poll_interval_ms(1, 1, 0.0) == 300_000  # never below Kafka's default
-    assert ReviewSettings().batch_max_records == 100

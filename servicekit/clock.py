@@ -13,3 +13,7 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

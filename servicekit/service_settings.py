@@ -1,0 +1,19 @@
+"""Settings every service shares, with their bounds checked once; each service subclasses with its own prefix."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+
+class ServiceSettings(BaseSettings):
+    """The HTTP surface, shutdown and batch consumption of one service (subclasses set ``env_prefix``)."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65_535)
+    shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
+    # A request whose headers or body do not arrive within this long is answered 408 and closed (slow clients).
+    http_read_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Records handled together and committed once.
+    batch_max_records: int = Field(default=100, ge=1, le=10_000)
+    # A record that keeps failing for a reason other than an outage goes to the DLQ after this many attempts.
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_backoff_seconds: float = Field(default=0.5, ge=0, le=60)

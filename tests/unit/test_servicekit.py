@@ -1,0 +1,79 @@
+"""The shared plumbing on its own: settings bounds, retries, failure classes, header decoding, poll interval."""
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from pydantic import ValidationError
+from pymongo.errors import AutoReconnect, DuplicateKeyError
+
+from servicekit.batches import max_poll_interval_ms
+from servicekit.failures import describe, is_outage
+from servicekit.headers import encodable, text_headers
+from servicekit.retries import with_bounded_retries
+from services.followup.settings import FollowupSettings
+from services.ingest.settings import IngestSettings
+from services.review.settings import ReviewSettings
+
+
+def test_the_poll_interval_outlasts_a_batch_of_records_that_all_fail() -> None:
+    # Defaults: 100 records, 5 attempts, pauses of 0.5+1+1.5+2 s between them, 1 s allowed per attempt.
+    assert max_poll_interval_ms(100, 5, 0.5) == 100 * (5.0 + 5 * 1.0) * 1000
+    assert max_poll_interval_ms(1, 1, 0.0) == 300_000  # never below Kafka's default
+    assert ReviewSettings().batch_max_records == 100
+    assert FollowupSettings().batch_max_records == 100
+
+
+@pytest.mark.parametrize("settings", [IngestSettings, ReviewSettings, FollowupSettings])
+def test_zero_attempts_is_refused_at_start_up_naming_the_setting(
+    settings: type[ReviewSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = settings.model_config["env_prefix"]
+    monkeypatch.setenv(f"{prefix}MAX_ATTEMPTS", "0")
+    with pytest.raises(ValidationError, match="max_attempts"):
+        settings()
+
+
+def test_outages_are_told_apart_from_a_record_s_own_problems() -> None:
+    assert is_outage(AutoReconnect("connection refused"))
+    assert is_outage(KafkaConnectionError("no broker"))
+    assert is_outage(TimeoutError())
+    assert not is_outage(MessageSizeTooLargeError("too large"))
+    assert not is_outage(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"))
+    assert not is_outage(DuplicateKeyError("E11000"))
+    assert not is_outage(RuntimeError("a bug"))
+
+
+def test_a_reason_is_one_bounded_line() -> None:
+    reason = describe(ValueError("line one\nline two " + "x" * 10_000), limit=100)
+    assert "\n" not in reason
+    assert reason.startswith("ValueError: line one line two")
+    assert reason.endswith("(10030 characters)")
+    assert len(reason) < 130
+
+
+async def test_bounded_retries_end_with_the_last_failure_and_never_retry_an_outage() -> None:
+    calls: list[int] = []
+
+    async def always_fails() -> None:
+        calls.append(1)
+        raise RuntimeError("a bug")
+
+    attempted = await with_bounded_retries(always_fails, 3, 0.0)
+    assert (attempted.attempts, repr(attempted.failure)) == (3, "RuntimeError('a bug')")
+    assert len(calls) == 3
+
+    async def unreachable() -> None:
+        calls.append(1)
+        raise AutoReconnect("down")
+
+    with pytest.raises(AutoReconnect):
+        await with_bounded_retries(unreachable, 3, 0.0)
+    assert len(calls) == 4  # tried once: an outage is the batch's problem, not the record's
+
+
+def test_headers_that_are_not_utf8_are_kept_with_replacement_characters() -> None:
+    assert text_headers([("Source", b"generic"), ("X-Bad", b"\xff\xfe"), ("Empty", None)]) == {
+        "source": "generic",
+        "x-bad": "\ufffd\ufffd",
+        "empty": "",
+    }
+    assert encodable({"dlq-reason": "bad \ud800 text"}) == {"dlq-reason": "bad \\ud800 text"}
