@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,8 @@ STACK = REPO / "deploy" / "local" / "stack"
 class Servers:
     kafka_bootstrap: str
     mongodb_uri: str
+    # Everything else a local stack started here printed (its SASL_SSL listener: LOCAL_KAFKA_SASL_SSL_*).
+    stack_env: dict[str, str] = field(default_factory=dict)
 
 
 def _docker_engine_answers() -> bool:
@@ -59,7 +61,7 @@ def _local_stack(tmp: Path) -> Iterator[Servers]:
     try:
         printed = subprocess.run([str(STACK), "env"], env=env, check=True, capture_output=True, text=True).stdout
         values = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
-        yield Servers(values["KAFKA_BOOTSTRAP_SERVERS"], values["MONGODB_URI"])
+        yield Servers(values["KAFKA_BOOTSTRAP_SERVERS"], values["MONGODB_URI"], values)
     finally:
         subprocess.run([str(STACK), "down"], env=env, check=False)
 
