@@ -135,5 +135,12 @@ def create_app(
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    install_review_api(app, service, tokens, anonymous_reads=settings.anonymous_reads)
+    install_review_api(
+        app,
+        service,
+        tokens,
+        anonymous_reads=settings.anonymous_reads,
+        max_body_bytes=settings.max_body_bytes,
+        public_base_url=settings.public_base_url,
+    )
     return app
