@@ -31,14 +31,21 @@ from services.review.http_problems import (
 )
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
 def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
-    """The methods the routes answer at this path (empty when no route has the path), OPTIONS included."""
-    methods: set[str] = set()
-    for route in routes:
-        match, _ = route.matches(scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return sorted(methods | {"OPTIONS"}) if methods else []
+    """The methods some route answers at this path (OPTIONS included), or none when no route has the path.
+
+    Asked of the routes themselves, one method at a time: included routers are matched lazily, so their routes are
+    not listed anywhere to read the methods from.
+    """
+    methods = [
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+    return sorted([*methods, "OPTIONS"]) if methods else []
 
 
 def _declares_body(headers: Headers) -> bool:
