@@ -30,7 +30,6 @@ from services.review.http_problems import (
     problem_json,
 )
 
-
 _METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
