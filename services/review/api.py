@@ -3,7 +3,8 @@
 Every write states the version it read, in ``If-Match`` (as the ``ETag`` of a read gives it: ``"3"``) or in the
 body's ``version``. A write made on an older version is refused with 409 and the current version, so nobody
 overwrites a change they have not seen. Writes need a bearer token with the ``editor`` role (some moves ``admin``);
-reads need ``viewer``, or nothing when ``REVIEW_ANONYMOUS_READS`` is on.
+reads need ``viewer``, or nothing when ``REVIEW_ANONYMOUS_READS`` is on. Who may do what is ``access``; how a
+refusal is answered, ``http_problems``; what is checked before a body is read, ``request_guard``.
 """
 
 import re
