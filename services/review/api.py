@@ -3,71 +3,42 @@
 Every write states the version it read, in ``If-Match`` (as the ``ETag`` of a read gives it: ``"3"``) or in the
 body's ``version``. A write made on an older version is refused with 409 and the current version, so nobody
 overwrites a change they have not seen. Writes need a bearer token with the ``editor`` role (some moves ``admin``);
-reads need ``viewer``, or nothing when ``REVIEW_ANONYMOUS_READS`` is on.
+reads need ``viewer``, or nothing when ``REVIEW_ANONYMOUS_READS`` is on. Who may do what is ``access``; how a
+refusal is answered, ``http_problems``; what is checked before a body is read, ``request_guard``.
 """
 
 import re
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response, Security
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import ReviewStatus, Severity
+from services.review.access import API_PREFIX, Access
 from services.review.auth import ApiTokens, Caller, Role
 from services.review.domain.editing import ActionItemDraft, ActionItemEdit, Reason, SectionEdit, TimelineEntryDraft
 from services.review.domain.record import Review
-from services.review.domain.refusals import InvalidEditError, ReviewRefusedError, UnknownActionItemError
 from services.review.domain.workflow import Transition
-from services.review.repository import ReviewFilter, ReviewNotFoundError, StaleVersionError
+from services.review.http_problems import (
+    AUTH_ERRORS,
+    ERROR_HANDLERS,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    ApiProblemError,
+    etag,
+    internal_error_response,
+    invalid,
+    problem_response,
+)
+from services.review.repository import ReviewFilter
+from services.review.request_guard import RequestGuard
 from services.review.service import ReviewService
 
 MAX_PAGE = 500
 
-
-class Problem(BaseModel):
-    """Why a request was refused. ``code`` is stable; ``detail`` is for people."""
-
-    detail: str
-    code: str
-    current_version: int | None = Field(default=None, description="With code stale_version: the version to re-read")
-
-
-class BadRequest(BaseModel):
-    detail: str
-
-
-class ApiProblemError(Exception):
-    def __init__(
-        self, status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.headers, self.extra = status, code, detail, headers or {}, extra
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"model": Problem, "description": description}
-
-
-AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _problem("No token, or an unknown one"),
-    403: _problem("The token's role may not do this"),
-}
-READ_ERRORS: dict[int | str, dict[str, Any]] = {**AUTH_ERRORS, 404: _problem("No such review")}
-WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **READ_ERRORS,
-    400: {"model": BadRequest, "description": "The body could not be parsed as JSON"},
-    409: _problem("Stale version (code stale_version, with current_version), or the workflow refuses the change"),
-    428: _problem("The version you read was not stated (If-Match header or version field)"),
-}
-
-
-def etag(version: int) -> str:
-    return f'"{version}"'
-
-
-_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
+# ``"3"`` as the ETag gives it; ``W/"3"`` and a bare ``3`` are understood too.
+_ETAG_PATTERN = r'^\s*(?:W/)?"?([0-9]{1,9})"?\s*$'
+_ETAG = re.compile(_ETAG_PATTERN)
 
 
 def read_version(if_match: str | None, body_version: int | None) -> int:
@@ -76,10 +47,10 @@ def read_version(if_match: str | None, body_version: int | None) -> int:
     if if_match is not None:
         found = _ETAG.match(if_match)
         if found is None:
-            raise _invalid(("header", "If-Match"), 'must be the version you read, as the ETag gives it: "3"')
+            raise invalid(("header", "If-Match"), 'must be the version you read, as the ETag gives it: "3"')
         from_header = int(found.group(1))
     if from_header is not None and body_version is not None and from_header != body_version:
-        raise _invalid(("body", "version"), f"disagrees with If-Match ({from_header})")
+        raise invalid(("body", "version"), f"disagrees with If-Match ({from_header})")
     version = from_header if from_header is not None else body_version
     if version is None:
         raise ApiProblemError(
@@ -88,55 +59,12 @@ def read_version(if_match: str | None, body_version: int | None) -> int:
     return version
 
 
-def _invalid(loc: tuple[str, ...], message: str) -> ApiProblemError:
-    # Shaped like FastAPI's own validation errors, so clients handle every 422 the same way.
-    return ApiProblemError(422, "invalid", message, errors=[{"loc": list(loc), "msg": message, "type": "invalid"}])
-
-
-async def problem_response(_: Request, exc: Exception) -> JSONResponse:
-    """Turns refusals (ours and the domain's) into HTTP answers."""
-    problem = _as_problem(exc)
-    if problem.status == 422:
-        return JSONResponse({"detail": problem.extra["errors"]}, status_code=422, headers=problem.headers)
-    body = {"detail": problem.detail, "code": problem.code, **problem.extra}
-    return JSONResponse(body, status_code=problem.status, headers=problem.headers)
-
-
-def _as_problem(exc: Exception) -> ApiProblemError:
-    match exc:
-        case ApiProblemError():
-            return exc
-        case ReviewNotFoundError():
-            return ApiProblemError(404, "not_found", f"no review {exc}")
-        case StaleVersionError():
-            return ApiProblemError(
-                409,
-                "stale_version",
-                f"review {exc.review_id} changed since you read it (you read version {exc.read_version}, it is now "
-                f"{exc.current_version}); read it again and reapply your change",
-                headers={"ETag": etag(exc.current_version)},
-                current_version=exc.current_version,
-            )
-        case UnknownActionItemError():
-            return ApiProblemError(404, exc.code, exc.message)
-        case InvalidEditError():
-            return _invalid(("body", exc.field), exc.message)
-        case ReviewRefusedError():
-            return ApiProblemError(409, exc.code, exc.message)
-    raise TypeError(f"not a refusal: {exc!r}")
-
-
-ERROR_HANDLERS = (
-    ApiProblemError,
-    ReviewNotFoundError,
-    StaleVersionError,
-    ReviewRefusedError,
-)
-
-
 class Versioned(BaseModel):
     version: int | None = Field(
-        default=None, ge=1, le=1_000_000_000, description="The version you read (or send If-Match instead)"
+        default=None,
+        ge=1,
+        le=1_000_000_000,
+        description="The version you read. Required unless If-Match states it; a write stating neither gets 428.",
     )
 
 
@@ -175,39 +103,19 @@ def _domain_edit(body: Versioned, model: type[Edit]) -> Edit:
 
 
 ReviewIdPath = Annotated[str, Path(min_length=1, max_length=100, description="The review's id")]
-IfMatch = Annotated[str | None, Header(alias="If-Match", description='The version you read, as the ETag gave it: "3"')]
-
-
-class Access:
-    """The FastAPI dependencies that let a caller in: ``viewer`` for reads, ``editor`` for writes."""
-
-    def __init__(self, tokens: ApiTokens, *, anonymous_reads: bool) -> None:
-        self._tokens = tokens
-        self._anonymous_reads = anonymous_reads
-        self._bearer = HTTPBearer(
-            auto_error=False,
-            scheme_name="ApiToken",
-            description="A token from REVIEW_API_TOKENS: `Authorization: Bearer <token>`",
-        )
-        self.viewer = self._needs(Role.VIEWER)
-        self.editor = self._needs(Role.EDITOR)
-
-    def _needs(self, role: Role) -> Any:
-        bearer = self._bearer
-
-        def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Caller:
-            if credentials is None:
-                if role == Role.VIEWER and self._anonymous_reads:
-                    return Caller(None)
-                raise _unauthenticated(f"send a bearer token with the {role} role or higher")
-            client = self._tokens.identify(credentials.credentials)
-            if client is None:
-                raise _unauthenticated("unknown token")
-            if not client.role.can(role):
-                raise ApiProblemError(403, "forbidden", f"role {client.role} may not do this: {role} needed")
-            return Caller(client)
-
-        return Depends(check)
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        pattern=_ETAG_PATTERN,
+        description=(
+            'The version you read, as the ETag of the read gave it: `"3"` (`W/"3"` and `3` are understood). '
+            "Every write must state it, here or in the body's `version` (both: they must agree): a write stating "
+            "neither is refused with 428, one stating an older version with 409 and the current version."
+        ),
+        examples=['"3"'],
+    ),
+]
 
 
 def _answer(response: Response, review: Review) -> Review:
@@ -215,14 +123,22 @@ def _answer(response: Response, review: Review) -> Review:
     return review
 
 
-def review_router(service: ReviewService, access: Access) -> APIRouter:
-    router = APIRouter(prefix="/reviews", tags=["reviews"])
-    _read_routes(router, service, access.viewer)
+def review_router(service: ReviewService, access: Access, *, public_base_url: str | None) -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX, tags=["reviews"])
+    _read_routes(router, service, access.viewer, public_base_url)
     _write_routes(router, service, access.editor)
     return router
 
 
-def _read_routes(router: APIRouter, service: ReviewService, viewer: Any) -> None:
+def next_page_link(public_base_url: str | None, request: Request, *, offset: int, limit: int) -> str:
+    """The ``Link`` to the next page: from the configured public address, never from the caller's Host header
+    (which anyone can set). Without one the link is relative, which clients resolve against the URL they called."""
+    query = request.url.include_query_params(offset=offset, limit=limit).query
+    base = (public_base_url or "").rstrip("/")
+    return f'<{base}{API_PREFIX}?{query}>; rel="next"'
+
+
+def _read_routes(router: APIRouter, service: ReviewService, viewer: Any, public_base_url: str | None) -> None:
     @router.get("", response_model=list[Review], responses=AUTH_ERRORS, dependencies=[viewer])
     async def list_reviews(
         *,
@@ -259,8 +175,7 @@ def _read_routes(router: APIRouter, service: ReviewService, viewer: Any) -> None
         reviews, total = await service.find(where, limit=limit, offset=offset)
         response.headers["X-Total-Count"] = str(total)
         if offset + len(reviews) < total:
-            following = request.url.include_query_params(offset=offset + limit, limit=limit)
-            response.headers["Link"] = f'<{following}>; rel="next"'
+            response.headers["Link"] = next_page_link(public_base_url, request, offset=offset + limit, limit=limit)
         return reviews
 
     @router.get("/{review_id}", response_model=Review, responses=READ_ERRORS, dependencies=[viewer])
@@ -369,12 +284,19 @@ def _write_routes(router: APIRouter, service: ReviewService, editor: Any) -> Non
         return _answer(response, await service.transition(review_id, version, request, who.name))
 
 
-def _unauthenticated(detail: str) -> ApiProblemError:
-    return ApiProblemError(401, "unauthenticated", detail, headers={"WWW-Authenticate": "Bearer"})
-
-
-def install_review_api(app: FastAPI, service: ReviewService, tokens: ApiTokens, *, anonymous_reads: bool) -> None:
-    """Mount the routes and the handlers that turn refusals into answers."""
-    app.include_router(review_router(service, Access(tokens, anonymous_reads=anonymous_reads)))
+def install_review_api(
+    app: FastAPI,
+    service: ReviewService,
+    tokens: ApiTokens,
+    *,
+    anonymous_reads: bool,
+    max_body_bytes: int,
+    public_base_url: str | None = None,
+) -> None:
+    """Mount the routes, the request guard (see ``request_guard``) and the handlers that turn refusals into answers."""
+    access = Access(tokens, anonymous_reads=anonymous_reads)
+    app.include_router(review_router(service, access, public_base_url=public_base_url))
+    app.add_middleware(RequestGuard, access=access, max_body_bytes=max_body_bytes, routes=app.router.routes)
     for error in ERROR_HANDLERS:
         app.add_exception_handler(error, problem_response)
+    app.add_exception_handler(Exception, internal_error_response)

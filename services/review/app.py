@@ -129,5 +129,12 @@ def create_app(
     app.include_router(
         ops_router(metrics.registry, {"kafka": kafka_reachable(broker), "mongodb": mongodb_reachable(client)})
     )
-    install_review_api(app, service, tokens, anonymous_reads=settings.anonymous_reads)
+    install_review_api(
+        app,
+        service,
+        tokens,
+        anonymous_reads=settings.anonymous_reads,
+        max_body_bytes=settings.max_body_bytes,
+        public_base_url=settings.public_base_url,
+    )
     return app

@@ -39,3 +39,9 @@ class ReviewSettings(ServiceSettings):
     @property
     def dlq_topic(self) -> str:
         return dlq_topic_for(self.closed_topic)
+
+    # Larger request bodies are refused with 413 before they are read (Content-Length) or once the stream passes it.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Where clients reach the API (scheme, host, any path prefix a proxy adds), for the Link headers of pages.
+    # Unset, links are relative: never built from the Host header a caller sends.
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")

@@ -19,6 +19,7 @@ from schemas import (
     ActionItemUpdated,
     ReviewUpdated,
 )
+from services.review.domain.limits import check_within_limits
 from services.review.domain.record import (
     LONG_TEXT,
     MAX_ENTRIES,
@@ -157,6 +158,7 @@ def edit_sections(
     edited = review.model_copy(
         update={**{name: update[name] for name in changed}, "version": version, "updated_at": now, "updated_by": by}
     )
+    check_within_limits(review, edited)
     event = ReviewUpdated(
         event_id=event_id_for(review.id, "updated", version),
         occurred_at=now,
@@ -192,6 +194,7 @@ def add_timeline_entry(
     timeline = sorted([*review.timeline, entry], key=lambda item: item.at)
     version = review.version + 1
     edited = review.model_copy(update={"timeline": timeline, "version": version, "updated_at": now, "updated_by": by})
+    check_within_limits(review, edited)
     event = ReviewUpdated(
         event_id=event_id_for(review.id, "updated", version),
         occurred_at=now,
@@ -222,6 +225,7 @@ def add_action_item(
     edited = review.model_copy(
         update={"action_items": [*review.action_items, item], "version": version, "updated_at": now, "updated_by": by}
     )
+    check_within_limits(review, edited)
     event = ActionItemAdded(
         event_id=event_id_for(review.id, "action_item_added", version),
         occurred_at=now,
@@ -269,6 +273,7 @@ def update_action_item(
             "updated_by": by,
         }
     )
+    check_within_limits(review, edited)
     event = ActionItemUpdated(
         event_id=event_id_for(review.id, "action_item_updated", version),
         occurred_at=now,

@@ -1,12 +1,19 @@
 """A review as a Markdown postmortem document, to paste into a wiki or share by mail.
 
 Pure and deterministic (no "exported at" stamp): the same review version always renders the same document.
-Times are shown in UTC. People's text is kept as written; only table cells are escaped so a ``|`` or a line break
-cannot break the table.
+Times are shown in UTC.
+
+The document is ours; the values in it are not (people, vendors, the policy file wrote them), and it is rendered
+by wikis and chat tools that trust Markdown. So every value is neutralised before it goes in: raw HTML is escaped,
+Markdown's inline syntax is backslash-escaped (a value cannot make a link, an image or emphasis), a line break
+becomes ``<br>`` so the value stays inside its paragraph, bullet or cell, a value cannot start a block (heading,
+list item, quote, fence) where a line starts, and links are made only to http(s) addresses, percent-encoded.
 """
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from schemas import ActionItemStatus
 from services.review.domain.record import Review
@@ -24,10 +31,45 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "-"
 
 
+_HTML = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+# Inline syntax a value could use to make a link, an image, emphasis, code or strikethrough, and escapes themselves.
+_INLINE = re.compile(r"([\\`*_\[\]~!])")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# What starts a block when it starts a line: heading, quote, list item, thematic break, setext underline, fence.
+_BLOCK_START = re.compile(r"^(\d{1,9}(?=[.)])|)([#>+\-=|.)])")
+_SAFE_URL = re.compile(r"^https?://", re.IGNORECASE)
+
+
+def _text(value: str | None, *, in_table: bool = False) -> str:
+    """A value someone else wrote, as inert Markdown text on one line (line breaks as ``<br>``)."""
+    text = _INLINE.sub(r"\\\1", (value or "").translate(_HTML))
+    if in_table:
+        text = text.replace("|", "\\|")
+    lines = [line.strip() for line in _LINE_BREAK.split(text)]
+    return "<br>".join(_BLOCK_START.sub(r"\1\\\2", line, count=1) for line in lines)
+
+
+def _code(value: str, *, in_table: bool = False) -> str:
+    """A value as a code span (shown as typed, nothing in it interpreted), on one line."""
+    text = _LINE_BREAK.sub(" ", value)
+    if in_table:
+        text = text.replace("|", "\\|")  # GitHub's tables split cells on | even inside code spans
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    padding = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{padding}{text}{padding}{fence}"
+
+
+def _link(label: str, url: str | None) -> str | None:
+    """A link with our label to an http(s) address, percent-encoded so it cannot end early; None for others."""
+    if url is None or not _SAFE_URL.match(url.strip()):
+        return None
+    target = quote(url.strip(), safe="/:?#@!$&*+,;=%-._~")
+    return f"[{label}]({target})"
+
+
 def _cell(text: str | None) -> str:
-    if not text:
-        return "-"
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", "<br>").replace("\n", "<br>")
+    """A table cell already made safe (``_text(..., in_table=True)``, ``_code``, our own words), or ``-``."""
+    return text or "-"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -36,6 +78,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
         "|" + "|".join("---" for _ in header) + "|",
         *("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows),
     ]
+
+
+def _texts(values: list[str]) -> list[str]:
+    return [_text(value) for value in values]
 
 
 def _bullets(items: list[str]) -> list[str]:
@@ -53,17 +99,22 @@ def _duration(review: Review) -> str:
 
 def _facts(review: Review) -> list[str]:
     facts = review.incident
-    incident = f"`{facts.incident_key}`" + (f" ([source]({facts.url}))" if facts.url else "")
-    severity = facts.severity.value + (f" (source: {facts.source_severity})" if facts.source_severity else "")
+    incident = _code(facts.incident_key, in_table=True)
+    if facts.url:
+        source = _link("source", facts.url) or "source: " + _code(facts.url, in_table=True)
+        incident += f" ({source})"
+    severity = facts.severity.value
+    if facts.source_severity:
+        severity += f" (source: {_text(facts.source_severity, in_table=True)})"
     rows = [
         ("Incident", incident),
         ("Severity", severity),
-        ("Service", facts.service or "-"),
-        ("Team", facts.team or "-"),
+        ("Service", _text(facts.service, in_table=True)),
+        ("Team", _text(facts.team, in_table=True)),
         ("Started", _when(facts.started_at)),
         ("Resolved", _when(facts.resolved_at) + _duration(review)),
         ("Review status", review.status.value),
-        ("Facilitator", review.owner or "-"),
+        ("Facilitator", _text(review.owner, in_table=True)),
         ("Review due", _when(review.due_at)),
     ]
     return _table(("", ""), rows)
@@ -71,11 +122,11 @@ def _facts(review: Review) -> list[str]:
 
 def _analysis(review: Review) -> list[str]:
     analysis = review.analysis
-    lines = ["## Analysis", "", "### What went well", "", *_bullets(analysis.what_went_well), ""]
-    lines += ["### What did not go well", "", *_bullets(analysis.what_went_wrong), ""]
+    lines = ["## Analysis", "", "### What went well", "", *_bullets(_texts(analysis.what_went_well)), ""]
+    lines += ["### What did not go well", "", *_bullets(_texts(analysis.what_went_wrong)), ""]
     for field, heading in _ANALYSIS_TEXTS:
         text: str | None = getattr(analysis, field)
-        lines += [f"### {heading}", "", (text or "").strip() or _NOT_RECORDED, ""]
+        lines += [f"### {heading}", "", _text((text or "").strip()) or _NOT_RECORDED, ""]
     return lines
 
 
@@ -86,16 +137,30 @@ def _action_items(review: Review) -> list[str]:
     for item in review.action_items:
         status = item.status.value
         if item.status == ActionItemStatus.WONT_DO and item.status_reason:
-            status = f"wont_do: {item.status_reason}"
-        ticket = f"[ticket]({item.ticket_url})" if item.ticket_url else "-"
-        title = f"**{item.title}**" + (f"<br>{item.description}" if item.description else "")
+            status = f"wont_do: {_text(item.status_reason, in_table=True)}"
+        ticket = _link("ticket", item.ticket_url) or "-"
+        title = f"**{_text(item.title, in_table=True)}**"
+        if item.description:
+            title += f"<br>{_text(item.description, in_table=True)}"
+        owner = _text(item.owner, in_table=True)
         due = _when(item.due_at)
-        rows.append((item.id, title, item.owner or "-", due, item.priority.value, item.category.value, status, ticket))
+        row = (
+            _text(item.id, in_table=True),
+            title,
+            owner,
+            due,
+            item.priority.value,
+            item.category.value,
+            status,
+            ticket,
+        )
+        rows.append(row)
     header = ("ID", "Action", "Owner", "Due", "Priority", "Category", "Status", "Ticket")
     lines = _table(header, rows)
     if review.action_items_waiver is not None:
         waiver = review.action_items_waiver
-        lines += ["", f"Unfinished action items were waived at closing by {waiver.by or '-'}: {waiver.reason}"]
+        by, reason = _text(waiver.by) or "-", _text(waiver.reason)
+        lines += ["", f"Unfinished action items were waived at closing by {by}: {reason}"]
     return lines
 
 
@@ -105,37 +170,44 @@ def _recurrence(review: Review) -> list[str]:
         earlier = review.recurrence
         matched = "fingerprint" if earlier.matched_on == "fingerprint" else "service and title"
         lines += [
-            f"This incident is a recurrence of `{earlier.earlier_incident_key}` (review "
-            f"`{earlier.earlier_review_id}`, matched on {matched}).",
+            f"This incident is a recurrence of {_code(earlier.earlier_incident_key)} (review "
+            f"{_code(earlier.earlier_review_id)}, matched on {matched}).",
             "",
         ]
         if review.recurred_after_remediation:
             lines += ["**It came back although every action item of the earlier review was done.**", ""]
-    lines += _bullets([f"`{review_id}`" for review_id in review.related_reviews]) if review.related_reviews else []
+    lines += _bullets([_code(review_id) for review_id in review.related_reviews]) if review.related_reviews else []
     return lines or ["_None._"]
 
 
 def render_postmortem(review: Review) -> str:
     """The review as a Markdown document."""
-    lines = [f"# Postmortem: {review.incident.title}", "", *_facts(review), ""]
+    lines = [f"# Postmortem: {_text(review.incident.title)}", "", *_facts(review), ""]
     lines += ["## Participants", ""]
     lines += _bullets(
         [
-            f"{person.name} ({person.function.value}" + (f", {person.role})" if person.role else ")")
+            f"{_text(person.name)} ({person.function.value}" + (f", {_text(person.role)})" if person.role else ")")
             for person in review.participants
         ]
     )
     lines += ["", "## Timeline", ""]
     if review.timeline:
         moments = [
-            (_when(entry.at), entry.kind, entry.message, entry.actor or "-", entry.origin) for entry in review.timeline
+            (
+                _when(entry.at),
+                _text(entry.kind, in_table=True),
+                _text(entry.message, in_table=True),
+                _text(entry.actor, in_table=True),
+                entry.origin,
+            )
+            for entry in review.timeline
         ]
         lines += _table(("Time", "What", "Details", "Who", "Source"), moments)
     else:
         lines.append(_NOT_RECORDED)
     lines += ["", *_analysis(review)]
     gaps = [
-        f"**{kind.capitalize()}:** {gap}"
+        f"**{kind.capitalize()}:** {_text(gap)}"
         for kind in ("process", "technology", "training")
         for gap in getattr(review.gaps, kind)
     ]
@@ -143,13 +215,16 @@ def render_postmortem(review: Review) -> str:
         lines += ["## Gaps", "", *_bullets(gaps), ""]
     lines += ["## Contributing factors", ""]
     lines += _bullets(
-        [f"**{factor.category.value.capitalize()}:** {factor.description}" for factor in review.contributing_factors]
+        [
+            f"**{factor.category.value.capitalize()}:** {_text(factor.description)}"
+            for factor in review.contributing_factors
+        ]
     )
     lines += ["", "## Recommendations", ""]
     if review.recommendations:
-        lines += _bullets(review.recommendations)
+        lines += _bullets(_texts(review.recommendations))
     elif review.no_action_needed_reason:
-        lines.append(f"No action needed: {review.no_action_needed_reason}")
+        lines.append(f"No action needed: {_text(review.no_action_needed_reason)}")
     else:
         lines.append(_NOT_RECORDED)
     lines += ["", "## Action items", "", *_action_items(review), ""]
@@ -157,14 +232,20 @@ def render_postmortem(review: Review) -> str:
     if review.status_history:
         lines += ["## Review history", ""]
         changes = [
-            (_when(change.at), change.from_status.value, change.to_status.value, change.by or "-", change.reason or "-")
+            (
+                _when(change.at),
+                change.from_status.value,
+                change.to_status.value,
+                _text(change.by, in_table=True),
+                _text(change.reason, in_table=True),
+            )
             for change in review.status_history
         ]
         lines += [*_table(("When", "From", "To", "By", "Reason"), changes), ""]
     lines += [
         "---",
         "",
-        f"Review `{review.id}`, version {review.version}. Policy decision: {review.policy_reason}.",
+        f"Review {_code(review.id)}, version {review.version}. Policy decision: {_text(review.policy_reason)}.",
         "",
     ]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 from schemas import ReviewStatus, ReviewStatusChanged
+from services.review.domain.limits import check_within_limits
 from services.review.domain.record import Review, StatusChange, Waiver, event_id_for
 from services.review.domain.refusals import TransitionRefusedError
 
@@ -149,6 +150,7 @@ def transition(
             ],
         }
     )
+    check_within_limits(review, changed)
     event = ReviewStatusChanged(
         event_id=event_id_for(review.id, "status_changed", version),
         occurred_at=now,

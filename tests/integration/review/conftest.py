@@ -113,6 +113,7 @@ def review_settings(unique: str, **overrides: Any) -> ReviewSettings:
         "retry_backoff_seconds": 0.05,
         "api_tokens": json.dumps(TOKENS),
         "anonymous_reads": True,
+        "public_base_url": "http://review",
     }
     return ReviewSettings(**{**defaults, **overrides})
 

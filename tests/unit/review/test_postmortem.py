@@ -1,7 +1,10 @@
 """The Markdown postmortem: a complete review renders to the document in tests/fixtures/review/, byte for byte."""
 
 import os
+import re
 from datetime import UTC, datetime
+
+from markdown_it import MarkdownIt
 
 from schemas import ActionItemCategory, ActionItemPriority, ActionItemStatus, ReviewStatus, Severity
 from services.review.domain.editing import (
@@ -122,3 +125,83 @@ def test_an_empty_review_says_what_is_not_recorded() -> None:
     assert "## Action items\n\n_None._" in document
     assert "## Review history" not in document
     assert "| Resolved | 2026-11-27 10:00 UTC |" in document
+
+
+HOSTILE = (
+    "<script>alert(1)</script> [x](javascript:alert(1)) ![i](javascript:alert(2))\n# Injected heading\n- injected item"
+)
+
+
+def hostile_review() -> Review:
+    """Every field people or vendors write holds Markdown and HTML meant to take over the document."""
+    review = opened(
+        incident(
+            "PD-1`<b>",
+            title=HOSTILE,
+            service="<img src=x onerror=alert(1)>",
+            team="a | b\n|---|",
+            url="javascript:alert(1)",
+        )
+    )
+    review = add_timeline_entry(
+        review,
+        TimelineEntryDraft(at=NOW, kind="note\n# Kind", message=HOSTILE, actor="<i>x</i>"),
+        by="erin",
+        now=NOW,
+    )[0]
+    review = edited(
+        review,
+        owner="[owner](javascript:alert(1))",
+        participants=[{"name": "# Name", "function": "it", "role": HOSTILE}],
+        analysis={"what_went_well": [HOSTILE], "response_effectiveness": "1. one\n\n    indented\n```\nfence"},
+        gaps={"process": [HOSTILE]},
+        contributing_factors=[{"category": "process", "description": HOSTILE}],
+        recommendations=["- nested", "> quoted\n===", HOSTILE],
+    )
+    draft = ActionItemDraft(
+        title="x](javascript:alert(1))", description=HOSTILE, ticket_url="https://t.example/a)(javascript:alert(1)"
+    )
+    return add_action_item(review, draft, by="alice", now=NOW)[0]
+
+
+def rendered_html(document: str) -> str:
+    return MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(document)
+
+
+def test_what_people_wrote_cannot_add_html_links_or_structure_to_the_postmortem() -> None:
+    review = hostile_review()
+    document = render_postmortem(review)
+    html = rendered_html(document)
+
+    assert "<script" not in html
+    assert "<img" not in html
+    assert "<i>" not in html
+    assert "<b>" not in html
+    # The only link is ours, to the ticket, percent-encoded so it cannot end early; the vendor's URL is no link.
+    assert re.findall(r'(?:href|src)="([^"]*)"', html) == ["https://t.example/a%29%28javascript:alert%281%29"]
+    # Only our headings and lists: no field value opened a heading, a list item, a quote or a code block.
+    assert re.findall(r"<h1>(.*?)</h1>", html) == [
+        "Postmortem: &lt;script&gt;alert(1)&lt;/script&gt; [x](javascript:alert(1)) ![i](javascript:alert(2))"
+        "<br># Injected heading<br>- injected item"
+    ]
+    assert "Injected heading</h" not in html
+    assert not re.search(r"<h[1-6]>(Kind|Name)", html)
+    assert "<blockquote>" not in html
+    assert "<pre>" not in html
+    assert "<ol>" not in html
+    assert "<ul>\n<li>\n<ul>" not in html  # no list nested in a bullet
+    assert html.count("<table>") == 3  # facts, timeline, action items: the team's "|---|" made no table of its own
+    # Each value stays on its own line of the document: its line breaks became <br>.
+    assert "\n# Injected heading" not in document
+    assert "\n- injected item" not in document
+    assert "| Team | a \\| b<br>\\|---\\| |" in document
+    assert "(source: `javascript:alert(1)`)" in document
+
+
+def test_link_targets_are_http_only() -> None:
+    review = opened(incident(url="HTTPS://pagerduty.example/incidents/1 <x>"))
+    document = render_postmortem(review)
+    assert "([source](HTTPS://pagerduty.example/incidents/1%20%3Cx%3E))" in document
+    for scheme in ("javascript:alert(1)", "data:text/html,<script>", "vbscript:x", "//evil.example/x"):
+        document = render_postmortem(opened(incident(url=scheme)))
+        assert "[source](" not in document
