@@ -92,7 +92,7 @@ def create_app(
     broker = create_broker(
         kafka, client_id="followup", registry=metrics.registry, graceful_timeout=settings.shutdown_timeout_seconds
     )
-    starter = BrokerStarter(broker)
+    starter = BrokerStarter(broker, kafka)
     subscribe_consumer(broker, tracker=tracker, views=views, metrics=metrics, settings=settings, clock=clock)
     scheduler = TimerScheduler(
         timers,

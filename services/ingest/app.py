@@ -72,7 +72,7 @@ def create_app(
     client = mongo_client(mongo)
     recent = RecentClosures(client[mongo.database], timedelta(seconds=settings.dedup_window_seconds))
     broker = create_broker(kafka, settings, metrics, recent)
-    starter = BrokerStarter(broker)
+    starter = BrokerStarter(broker, kafka)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -80,7 +80,7 @@ def create_app(
     broker = create_broker(
         kafka, client_id="review", registry=metrics.registry, graceful_timeout=settings.shutdown_timeout_seconds
     )
-    starter = BrokerStarter(broker)
+    starter = BrokerStarter(broker, kafka)
     relay = OutboxRelay(
         repository,
         kafka_publisher(broker),

@@ -110,3 +110,16 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
     return sum(
         max(meta.offset, 0) for tp, meta in offsets.items() if isinstance(tp, TopicPartition) and tp.topic == topic
     )
+
+
+async def produce_raw(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None, list[tuple[str, bytes]]]]
+) -> None:
+    """Produce (value, key, headers) records in order, headers as raw bytes (a producer need not send UTF-8)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key, headers=headers) for value, key, headers in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
