@@ -2,10 +2,10 @@
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 from uuid import UUID, uuid5
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.base import Event, Text, utc_datetime
 
@@ -27,6 +27,34 @@ SOURCES: tuple[str, ...] = get_args(Source)
 INCIDENT_EVENT_NAMESPACE = UUID("4f6b1f0e-6f1c-4a5e-9a43-1f5d1c0b7e21")
 
 
+# The instants an incident may carry: years 1970 to 2200. Earlier or later is a vendor's placeholder (Go's zero time,
+# 9999-12-31) or a typo, never an incident; refusing it here keeps every consumer's arithmetic (due dates, reminders
+# months later) and every store (BSON dates, Python's year 9999 ceiling) in range.
+EARLIEST_INCIDENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_INCIDENT_TIME = datetime(2200, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+def _within_incident_years(value: datetime) -> datetime:
+    if not EARLIEST_INCIDENT_TIME <= value <= LATEST_INCIDENT_TIME:
+        raise ValueError("time is outside the accepted years 1970 to 2200")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    # MongoDB refuses a field name containing NUL, and labels become field names downstream.
+    if "\x00" in value:
+        raise ValueError("label key contains a NUL character")
+    return value
+
+
+IncidentTime = Annotated[
+    utc_datetime,
+    AfterValidator(_within_incident_years),
+    Field(description="UTC, between 1970-01-01T00:00:00Z and 2200-12-31T23:59:59.999999Z"),
+]
+LabelKey = Annotated[Text, AfterValidator(_no_nul)]
+
+
 class Severity(StrEnum):
     CRITICAL = "critical"
     HIGH = "high"
@@ -40,10 +68,10 @@ class TimelineEntry(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    at: utc_datetime
+    at: IncidentTime
     kind: Text = Field(min_length=1, max_length=200, description="e.g. triggered, acknowledged, note, resolved")
     message: Text = Field(default="", max_length=10_000)
-    actor: Text | None = None
+    actor: Annotated[Text, Field(max_length=200)] | None = None
 
 
 def incident_key_for(source: str, source_incident_id: str) -> str:
@@ -69,10 +97,10 @@ class IncidentClosed(Event):
     source_severity: Text | None = Field(default=None, description="The severity or priority as the vendor said it")
     service: Text | None = None
     team: Text | None = None
-    started_at: utc_datetime | None = None
-    resolved_at: utc_datetime
+    started_at: IncidentTime | None = None
+    resolved_at: IncidentTime
     url: Text | None = None
-    labels: dict[Text, Text] = Field(default_factory=dict)
+    labels: dict[LabelKey, Text] = Field(default_factory=dict, description="Label keys never contain NUL")
     fingerprint: Text | None = Field(default=None, description="What recurs when the same problem recurs")
     timeline: tuple[TimelineEntry, ...] = ()
 
@@ -96,9 +124,13 @@ class IncidentClosed(Event):
         key = incident_key_for(source, source_incident_id)
         if resolved_at.tzinfo is None:
             raise ValueError("resolved_at must carry a time zone")
+        try:
+            resolved_iso = resolved_at.astimezone(UTC).isoformat()
+        except OverflowError:  # no UTC form: validation refuses resolved_at below, naming it
+            resolved_iso = resolved_at.isoformat()
         return cls.model_validate(
             {
-                "event_id": incident_event_id(key, resolved_at.astimezone(UTC).isoformat()),
+                "event_id": incident_event_id(key, resolved_iso),
                 "occurred_at": resolved_at,
                 "incident_key": key,
                 "source": source,

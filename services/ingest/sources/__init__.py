@@ -1,12 +1,14 @@
 """One module per source: pure functions ``(RawIncident, NormalisationConfig) -> Outcome``.
 
-``normalise`` picks the source from the record's headers; a record whose source is missing or unknown is invalid.
+``normalise`` picks the source from the record's headers; a record whose source is missing or unknown is invalid,
+and so is one whose incidents would serialise to more than ``NormalisationConfig.max_incident_bytes`` (a record
+Kafka would refuse is caught here, with its size, not at publish time).
 """
 
 from collections.abc import Callable
 
 from services.ingest.domain.config import NormalisationConfig
-from services.ingest.domain.outcome import Invalid, Outcome, RawIncident
+from services.ingest.domain.outcome import Accepted, Invalid, Outcome, RawIncident
 from services.ingest.sources import (
     alertmanager,
     cloudevents,
@@ -53,4 +55,19 @@ def normalise(raw: RawIncident, config: NormalisationConfig) -> Outcome:
     normaliser = NORMALISERS.get(source)
     if normaliser is None:
         return Invalid(f"unknown source {source!r}; known: {', '.join(sorted(NORMALISERS))}")
-    return normaliser(raw, config)
+    return within_size_limit(normaliser(raw, config), config.max_incident_bytes)
+
+
+def within_size_limit(outcome: Outcome, max_bytes: int) -> Outcome:
+    """The outcome, or ``Invalid`` when an accepted incident is larger than ``max_bytes`` as JSON (the whole payload:
+    an outcome is all or nothing)."""
+    if not isinstance(outcome, Accepted):
+        return outcome
+    for incident in outcome.incidents:
+        size = len(incident.model_dump_json().encode())
+        if size > max_bytes:
+            return Invalid(
+                f"incident {incident.incident_key[:100]!r} is {size} bytes as JSON, over the {max_bytes}-byte limit"
+                " (shorten its timeline or text)"
+            )
+    return outcome

@@ -1,9 +1,9 @@
 """Incident labels from vendor data, bounded so one noisy payload cannot bloat every downstream document.
 
 At most ``MAX_LABELS`` labels per incident, keys cut to ``MAX_LABEL_KEY`` and values to ``MAX_LABEL_VALUE``
-characters. The labels a source derives itself are always kept; the vendor's free-form ones (labels, tags, details,
-custom fields) fill the remaining room, preferred keys first and then in key order, and ``LABELS_DROPPED`` says how
-many did not fit.
+characters, a NUL in a key replaced by ``?`` (MongoDB field names cannot hold one). The labels a source derives
+itself are always kept; the vendor's free-form ones (labels, tags, details, custom fields) fill the remaining room,
+preferred keys first and then in key order, and ``LABELS_DROPPED`` says how many did not fit.
 """
 
 import json
@@ -76,7 +76,8 @@ def comma_separated(value: Any) -> list[str]:
 
 
 def _key(value: str) -> str:
-    return truncate(clean(value), MAX_LABEL_KEY)
+    # A NUL cannot be in a MongoDB field name, which a label key becomes downstream: replaced like a lone surrogate.
+    return truncate(clean(value).replace("\x00", "?"), MAX_LABEL_KEY)
 
 
 def _value(value: str) -> str:

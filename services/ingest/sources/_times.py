@@ -1,7 +1,8 @@
 """Vendor times as UTC instants: ISO 8601 text with an offset, or epoch numbers whose unit is told by their size.
 
 ``iso_instant`` and ``epoch_instant`` are lenient (``None`` for anything unusable, for optional fields);
-``required_iso_instant`` raises ``PayloadError`` naming the field and saying what was wrong.
+``required_iso_instant`` raises ``PayloadError`` naming the field and saying what was wrong. A time outside the years
+the contract accepts (1970 to 2200) is unusable: Go's zero time and ``9999-12-31`` are placeholders, not incidents.
 """
 
 import math
@@ -10,16 +11,25 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from schemas.incident import EARLIEST_INCIDENT_TIME, LATEST_INCIDENT_TIME
 from services.ingest.sources._reading import MAX_INTEGER, PayloadError, quoted
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_TEXT = re.compile(r"\d{1,21}(?:\.\d{1,9})?")
+OUT_OF_RANGE = "outside the accepted years 1970 to 2200"
+
+
+def is_incident_time(value: datetime) -> bool:
+    """Within the years ``IncidentClosed`` accepts."""
+    return EARLIEST_INCIDENT_TIME <= value <= LATEST_INCIDENT_TIME
 
 
 def required_iso_instant(value: Any, field: str) -> datetime:
     """An ISO 8601 / RFC 3339 time with an offset (``Z`` or ``+02:00``), in UTC; ``PayloadError`` otherwise.
 
-    A time without an offset is refused rather than guessed: the vendors here all document UTC offsets.
+    A time without an offset is refused rather than guessed: the vendors here all document UTC offsets. A time outside
+    the accepted years is refused, except Go's zero time, returned as is for the callers that read it as "not set"
+    (``is_zero_time``).
     """
     if not isinstance(value, str) or not value.strip():
         raise PayloadError(field, "expected an ISO 8601 time with an offset")
@@ -30,9 +40,12 @@ def required_iso_instant(value: Any, field: str) -> datetime:
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise PayloadError(field, "time carries no offset")
     try:
-        return parsed.astimezone(UTC)
+        in_utc = parsed.astimezone(UTC)
     except (OverflowError, ValueError):
         raise PayloadError(field, "time is out of range") from None
+    if not is_incident_time(in_utc) and not is_zero_time(in_utc):
+        raise PayloadError(field, f"time is {OUT_OF_RANGE}")
+    return in_utc
 
 
 def is_zero_time(value: datetime) -> bool:
@@ -83,9 +96,10 @@ def epoch_instant(value: Any) -> datetime | None:
     else:
         micros = number / 1_000
     try:
-        return _EPOCH + timedelta(microseconds=int(micros))
+        at = _EPOCH + timedelta(microseconds=int(micros))
     except OverflowError:
         return None
+    return at if is_incident_time(at) else None
 
 
 def instant(value: Any) -> datetime | None:

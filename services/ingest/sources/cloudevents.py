@@ -4,8 +4,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.ingest.domain.config import NormalisationConfig
-from services.ingest.domain.outcome import Accepted, Invalid, Outcome, RawIncident
-from services.ingest.sources._reading import json_object
+from services.ingest.domain.outcome import Invalid, Outcome, RawIncident
+from services.ingest.sources._labels import MAX_LABEL_VALUE
+from services.ingest.sources._reading import json_object, truncate
 from services.ingest.sources.generic import parse_form
 
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
@@ -43,13 +44,7 @@ def normalise(raw: RawIncident, config: NormalisationConfig) -> Outcome:
         return Invalid(f"specversion {attributes['specversion']!r} is not supported (expected 1.0)")
     if not isinstance(data, dict):
         return Invalid("data: expected a JSON object in the generic form")
-    outcome = parse_form(data, "cloudevents", config)
-    if not isinstance(outcome, Accepted):
-        return outcome
-    # Keep the envelope's provenance where reviewers can see it.
-    provenance = {"ce_source": str(attributes["source"]), "ce_type": str(attributes["type"])}
-    return Accepted(
-        tuple(
-            incident.model_copy(update={"labels": {**incident.labels, **provenance}}) for incident in outcome.incidents
-        )
-    )
+    # Keep the envelope's provenance where reviewers can see it; it is validated with the incident, never copied in
+    # afterwards (a copy skips validation, and text that cannot be serialised would only fail at publish time).
+    provenance = {name: truncate(str(attributes[name[3:]]), MAX_LABEL_VALUE) for name in ("ce_source", "ce_type")}
+    return parse_form(data, "cloudevents", config, provenance)

@@ -1,5 +1,10 @@
-"""The generic JSON form, for tools without an adapter of their own (see ARCHITECTURE.md)."""
+"""The generic JSON form, for tools without an adapter of their own (see ARCHITECTURE.md).
 
+Strict: text the contract refuses makes the payload invalid rather than being repaired. The timeline is bounded like
+every source's (``_incident.bounded_timeline``).
+"""
+
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -7,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from schemas import IncidentClosed, TimelineEntry, validation_summary
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
+from services.ingest.sources._incident import bounded_timeline
 from services.ingest.sources._reading import json_object
 
 CLOSED_STATUSES = frozenset({"resolved", "closed"})
@@ -53,8 +59,25 @@ def _label_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def parse_form(payload: dict[str, Any], source: str, config: NormalisationConfig) -> Outcome:
-    """Map a generic form (already decoded) to an outcome; CloudEvents reuse this for their ``data``."""
+def _timeline(items: list[_TimelineItem]) -> list[TimelineEntry] | Invalid:
+    """The form's entries as the contract's, or why one of them (named by its index) breaks it."""
+    entries = []
+    for index, item in enumerate(items):
+        try:
+            entries.append(TimelineEntry(at=item.at, kind=item.kind, message=item.message, actor=item.actor))
+        except ValidationError as exc:
+            return Invalid(f"timeline.{index}: {validation_summary(exc)}")
+    return entries
+
+
+def parse_form(
+    payload: dict[str, Any], source: str, config: NormalisationConfig, provenance: Mapping[str, str] | None = None
+) -> Outcome:
+    """Map a generic form (already decoded) to an outcome; CloudEvents reuse this for their ``data``.
+
+    ``provenance`` labels (the CloudEvent envelope's) join the form's own, overriding them, and are validated with
+    the rest of the incident.
+    """
     try:
         form = GenericForm.model_validate(payload)
     except ValidationError as exc:
@@ -64,6 +87,9 @@ def parse_form(payload: dict[str, Any], source: str, config: NormalisationConfig
         return Ignored(f"status {form.status!r} is not resolved or closed")
     if form.resolved_at is None:
         return Invalid("resolved_at: required when status is resolved or closed")
+    timeline = _timeline(form.timeline)
+    if isinstance(timeline, Invalid):
+        return timeline
     try:
         incident = IncidentClosed.create(
             source=source,
@@ -76,12 +102,9 @@ def parse_form(payload: dict[str, Any], source: str, config: NormalisationConfig
             team=form.team,
             started_at=form.started_at,
             url=form.url,
-            labels=form.labels,
+            labels={**form.labels, **(provenance or {})},
             fingerprint=form.fingerprint,
-            timeline=[
-                TimelineEntry(at=item.at, kind=item.kind, message=item.message, actor=item.actor)
-                for item in form.timeline
-            ],
+            timeline=bounded_timeline(timeline),
         )
     except ValidationError as exc:
         return Invalid(validation_summary(exc))

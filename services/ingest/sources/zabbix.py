@@ -25,7 +25,7 @@ from services.ingest.domain.severity import SeverityTable
 from services.ingest.sources._incident import closed_incident, timeline_entry
 from services.ingest.sources._labels import bound_labels, label_text
 from services.ingest.sources._reading import PayloadError, map_payload, quoted, text, truncate
-from services.ingest.sources._times import epoch_instant
+from services.ingest.sources._times import OUT_OF_RANGE, epoch_instant, is_incident_time
 
 SOURCE = "zabbix"
 TRIGGER_SOURCE = "0"
@@ -76,9 +76,12 @@ def local_time(day: str | None, clock: str | None, zone: tzinfo, field: str) -> 
             date(*(int(part) for part in day_match.groups())),
             time(int(clock_match[1]), int(clock_match[2]), int(clock_match[3] or 0)),
         )
-        return naive.replace(tzinfo=zone).astimezone(UTC)
+        at = naive.replace(tzinfo=zone).astimezone(UTC)
     except (ValueError, OverflowError):
         raise PayloadError(f"{field}_date", f"not a valid date and time: {day} {clock}") from None
+    if not is_incident_time(at):
+        raise PayloadError(f"{field}_date", f"time is {OUT_OF_RANGE}")
+    return at
 
 
 def unix_time(given: str | None, field: str) -> datetime | None:

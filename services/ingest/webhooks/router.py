@@ -9,7 +9,10 @@ In order, each step refusing before the next costs anything:
 5. the body, streamed and counted: 413 as soon as it passes the limit, the rest never read;
 6. the signature over the raw body: 403;
 7. not JSON: 400 (parsed only to check it; normalising is the consumer's job);
-8. the publish, awaited until Kafka acknowledged it (bounded by a timeout): 202, else 503 with ``Retry-After``.
+8. the record (body, key and headers) larger than Kafka's record limit: 413 (a body within the limit always fits
+   unless the caller sent kilobytes of CloudEvent headers);
+9. the publish, awaited until Kafka acknowledged it (bounded by a timeout): 202; 413 if Kafka refused the record for
+   its size (permanent: retrying cannot help); else 503 with ``Retry-After`` (broker unavailable, timeout).
 
 Logs name the source, the status and why, never a body, a credential or a header value an unauthenticated caller
 chose (the delivery id is logged only once the request is authenticated).
@@ -30,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import ClientDisconnect
 
 from services.ingest.webhooks.auth import SourceAuth, source_auth
-from services.ingest.webhooks.publisher import RawPublisher
+from services.ingest.webhooks.publisher import RawPublisher, RecordTooLargeError, record_size
 from services.ingest.webhooks.settings import WebhookSettings
 from services.ingest.webhooks.signatures import Verdict
 
@@ -53,7 +56,7 @@ _RESPONSES: dict[int | str, dict[str, str]] = {
     401: {"description": "No credential was sent, or none is configured for this source"},
     403: {"description": "A credential was sent but is wrong (bad signature or token, stale timestamp)"},
     404: {"description": "Unknown source"},
-    413: {"description": "The body is larger than INGEST_WEBHOOK_MAX_BODY_BYTES"},
+    413: {"description": "Body over INGEST_WEBHOOK_MAX_BODY_BYTES, or its record over Kafka's record limit"},
     415: {"description": "The content type is not JSON"},
     503: {"description": "Kafka did not acknowledge in time: retry after Retry-After seconds"},
 }
@@ -151,6 +154,10 @@ class WebhookReceiver:
         }
         if source == "cloudevents":
             record_headers = {**cloudevent_headers(headers), **record_headers}
+        size = record_size(body, record_headers, None)
+        if size > self.settings.record_limit_bytes:
+            why = f"record of {size} bytes, over the {self.settings.record_limit_bytes}-byte Kafka record limit"
+            raise RefusedError(413, "body and headers too large for one Kafka record", why=why)
         await self.publish(body, record_headers)
         log.info("webhooks: %s delivery %r written (%d bytes)", source, record_headers["delivery-id"], len(body))
         return record_headers
@@ -187,6 +194,9 @@ class WebhookReceiver:
         timeout = self.settings.publish_timeout_seconds
         try:
             await asyncio.wait_for(self.publisher.publish_raw(body, headers, None), timeout)
+        except RecordTooLargeError:
+            why = "Kafka refused the record for its size"
+            raise RefusedError(413, "too large for one Kafka record", why=why) from None
         except TimeoutError:
             log.warning("webhooks: publish timed out after %ss", timeout)
         except Exception as exc:

@@ -11,7 +11,7 @@ object keyed by source name, whose values are a list or a single value.
 import json
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas import SOURCES
@@ -20,6 +20,12 @@ from services.ingest.webhooks.signatures import svix_key
 Secrets = Annotated[list[SecretStr], NoDecode]
 SecretsBySource = Annotated[dict[str, list[SecretStr]], NoDecode]
 SourceNames = Annotated[list[str], NoDecode]
+
+# aiokafka's default max_request_size, which the ingest producer keeps: the largest record it sends.
+KAFKA_RECORD_LIMIT_BYTES = 1024 * 1024
+# Room under the record limit for what the receiver adds to a body: our headers (a few hundred bytes), the
+# CloudEvent ce-* attributes and content type a caller chose (which HTTP servers bound to a few KiB) and the framing.
+RECORD_HEADROOM_BYTES = 16 * 1024
 
 
 def _one_or_many(value: Any) -> Any:
@@ -65,7 +71,10 @@ class WebhookSettings(BaseSettings):
     basic_auth: SecretsBySource = Field(default_factory=dict)
     # Sources accepted without any credential when none is configured for them: local development only.
     allow_unauthenticated: SourceNames = Field(default_factory=list)
-    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # The producer's max_request_size: change both together. A record above it is refused (413), never retried.
+    record_limit_bytes: int = Field(default=KAFKA_RECORD_LIMIT_BYTES, gt=RECORD_HEADROOM_BYTES)
+    # At most record_limit_bytes - RECORD_HEADROOM_BYTES, so that an accepted body always fits in its record.
+    max_body_bytes: int = Field(default=KAFKA_RECORD_LIMIT_BYTES - RECORD_HEADROOM_BYTES, gt=0)
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
     retry_after_seconds: int = Field(default=30, ge=0)
     signature_tolerance_seconds: int = Field(default=300, gt=0)
@@ -123,3 +132,14 @@ class WebhookSettings(BaseSettings):
         names = [name.strip().lower() for name in names]
         _known_sources(names, "allow_unauthenticated")
         return names
+
+    @model_validator(mode="after")
+    def _body_fits_in_a_record(self) -> "WebhookSettings":
+        largest = self.record_limit_bytes - RECORD_HEADROOM_BYTES
+        if self.max_body_bytes > largest:
+            raise ValueError(
+                f"INGEST_WEBHOOK_MAX_BODY_BYTES is {self.max_body_bytes}: at most {largest}, which leaves "
+                f"{RECORD_HEADROOM_BYTES} bytes for the record's key and headers under "
+                f"INGEST_WEBHOOK_RECORD_LIMIT_BYTES ({self.record_limit_bytes}, the producer's max_request_size)"
+            )
+        return self

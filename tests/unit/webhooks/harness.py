@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.ingest.webhooks import WebhookSettings, create_webhook_router
+from services.ingest.webhooks.publisher import RecordTooLargeError
 
 NOW = datetime(2026, 11, 28, 9, 0, 0, 123456, tzinfo=UTC)
 
@@ -25,9 +26,10 @@ class Published:
 
 @dataclass
 class FakePublisher:
-    """Records what it was given, as Kafka would once it acknowledged; or fails, or never answers, like Kafka down."""
+    """Records what it was given, as Kafka would once it acknowledged; or fails, or never answers, like Kafka down; or
+    refuses the record for its size, like Kafka does above its record limit."""
 
-    behaviour: Literal["ack", "fail", "hang"] = "ack"
+    behaviour: Literal["ack", "fail", "hang", "too-large"] = "ack"
     records: list[Published] = field(default_factory=list)
 
     async def publish_raw(self, body: bytes, headers: dict[str, str], key: bytes | None) -> None:
@@ -35,6 +37,8 @@ class FakePublisher:
             await asyncio.Event().wait()
         if self.behaviour == "fail":
             raise ConnectionError("KafkaConnectionError: unable to bootstrap")
+        if self.behaviour == "too-large":
+            raise RecordTooLargeError("MessageSizeTooLargeError: the message is 1048700 bytes when serialized")
         self.records.append(Published(body, dict(headers), key))
 
 

@@ -18,9 +18,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def test_defaults_are_closed_with_a_one_mebibyte_limit_and_a_ten_second_publish_timeout() -> None:
+def test_defaults_are_closed_with_a_limit_that_fits_a_kafka_record_and_a_ten_second_publish_timeout() -> None:
     settings = WebhookSettings()
-    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.record_limit_bytes == 1024 * 1024  # aiokafka's default max_request_size
+    assert settings.max_body_bytes == 1024 * 1024 - 16 * 1024
     assert settings.publish_timeout_seconds == 10.0
     assert settings.signature_tolerance_seconds == 300
     assert settings.allow_unauthenticated == []
@@ -82,6 +83,8 @@ def test_secrets_are_masked_in_reprs() -> None:
         ("INGEST_WEBHOOK_BEARER_TOKENS", '{"opsgenie": [""]}', "empty secret"),
         ("INGEST_WEBHOOK_ALLOW_UNAUTHENTICATED", '["generic", "nagios"]', "unknown source"),
         ("INGEST_WEBHOOK_MAX_BODY_BYTES", "0", "greater than 0"),
+        ("INGEST_WEBHOOK_MAX_BODY_BYTES", "1048576", "INGEST_WEBHOOK_MAX_BODY_BYTES is 1048576: at most 1032192"),
+        ("INGEST_WEBHOOK_RECORD_LIMIT_BYTES", "1000", "greater than 16384"),
     ],
 )
 def test_a_misconfiguration_fails_at_start_up_without_printing_the_secret(
