@@ -11,7 +11,7 @@ from schemas import Severity, dlq_topic_for
 from servicekit.kafka_settings import KafkaSettings
 from servicekit.mongo_settings import MongoSettings
 from servicekit.service_settings import ServiceSettings
-from services.ingest.domain.config import NormalisationConfig
+from services.ingest.domain.config import DEFAULT_MAX_INCIDENT_BYTES, NormalisationConfig
 
 __all__ = ["IngestSettings", "KafkaSettings", "MongoSettings"]
 
@@ -28,6 +28,9 @@ class IngestSettings(ServiceSettings):
     zabbix_timezone: str = "UTC"
     # The same incident closed again within this window (vendor retries, two webhooks) is published once.
     dedup_window_seconds: int = Field(default=86_400, ge=1)
+    # A normalised incident larger than this is refused as invalid (DLQ): it must fit a Kafka record with room left
+    # for headers, the DLQ's headers, and review's documents that embed it.
+    max_incident_bytes: int = Field(default=DEFAULT_MAX_INCIDENT_BYTES, ge=4_096, le=900_000)
 
     @property
     def dlq_topic(self) -> str:
@@ -49,4 +52,8 @@ class IngestSettings(ServiceSettings):
 
     def normalisation(self) -> NormalisationConfig:
         zone: tzinfo = ZoneInfo(self.zabbix_timezone)
-        return NormalisationConfig(severity_overrides=self.severity_overrides, zabbix_timezone=zone)
+        return NormalisationConfig(
+            severity_overrides=self.severity_overrides,
+            zabbix_timezone=zone,
+            max_incident_bytes=self.max_incident_bytes,
+        )

@@ -15,14 +15,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas import SOURCES
+from servicekit.broker import RECORD_LIMIT_BYTES
 from services.ingest.webhooks.signatures import svix_key
 
 Secrets = Annotated[list[SecretStr], NoDecode]
 SecretsBySource = Annotated[dict[str, list[SecretStr]], NoDecode]
 SourceNames = Annotated[list[str], NoDecode]
 
-# aiokafka's default max_request_size, which the ingest producer keeps: the largest record it sends.
-KAFKA_RECORD_LIMIT_BYTES = 1024 * 1024
 # Room under the record limit for what the receiver adds to a body: our headers (a few hundred bytes), the
 # CloudEvent ce-* attributes and content type a caller chose (which HTTP servers bound to a few KiB) and the framing.
 RECORD_HEADROOM_BYTES = 16 * 1024
@@ -72,9 +71,9 @@ class WebhookSettings(BaseSettings):
     # Sources accepted without any credential when none is configured for them: local development only.
     allow_unauthenticated: SourceNames = Field(default_factory=list)
     # The producer's max_request_size: change both together. A record above it is refused (413), never retried.
-    record_limit_bytes: int = Field(default=KAFKA_RECORD_LIMIT_BYTES, gt=RECORD_HEADROOM_BYTES)
+    record_limit_bytes: int = Field(default=RECORD_LIMIT_BYTES, gt=RECORD_HEADROOM_BYTES)
     # At most record_limit_bytes - RECORD_HEADROOM_BYTES, so that an accepted body always fits in its record.
-    max_body_bytes: int = Field(default=KAFKA_RECORD_LIMIT_BYTES - RECORD_HEADROOM_BYTES, gt=0)
+    max_body_bytes: int = Field(default=RECORD_LIMIT_BYTES - RECORD_HEADROOM_BYTES, gt=0)
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
     retry_after_seconds: int = Field(default=30, ge=0)
     signature_tolerance_seconds: int = Field(default=300, gt=0)
