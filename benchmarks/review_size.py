@@ -95,7 +95,8 @@ async def measure(sizes: list[int], incidents: int, uri: str) -> None:
             started = time.perf_counter()
             for _ in range(incidents):
                 opened = await service.open_for_incident(incident(run, number))
-                assert opened.review is not None and opened.review.recurrence is not None
+                if opened.review is None or opened.review.recurrence is None:
+                    raise RuntimeError(f"incident {number} did not open a review linked to an earlier one")
                 number += 1
             per_incident = (time.perf_counter() - started) / incidents
             results.append((size, per_incident))
