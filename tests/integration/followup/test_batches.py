@@ -1,7 +1,8 @@
 """Follow-up's ``reviews.events`` subscriber on batches, over real Kafka and the MongoDB-compatible server.
 
 Each event is still tracked on its own and in order; a batch moves the backlog gauges by what it changed and counts
-nothing in MongoDB (counting reads every open review); an unreachable MongoDB mid-batch rewinds it, and the events tracked before come back as duplicates.
+nothing in MongoDB (counting reads every open review); an unreachable MongoDB mid-batch rewinds it, and the events
+tracked before come back as duplicates.
 """
 
 from collections.abc import Awaitable, Callable
