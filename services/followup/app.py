@@ -83,7 +83,7 @@ def create_app(
     mongo = mongo or MongoSettings()
     settings = settings or FollowupSettings()
     clock = clock or SystemClock()
-    metrics = FollowupMetrics.create()
+    metrics = FollowupMetrics.create(backlog_recount=timedelta(seconds=settings.backlog_recount_seconds))
     client = mongo_client(mongo)
     database = client[mongo.database]
     views = ReviewViewRepository(database)

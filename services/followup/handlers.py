@@ -132,9 +132,10 @@ class ReviewEventConsumer:
         return True
 
     async def _refresh_backlog(self) -> None:
-        # Once per batch: the aggregations read the whole view, so once per event made a burst quadratic.
+        # Once per batch, and without counting: the gauges move by what the batch changed (a count reads every open
+        # review, so counting per batch made the cost grow with the data); the sweep recounts now and then.
         try:
-            await self._metrics.refresh_backlog(self._views, self._clock.now())
+            await self._metrics.show_changes(self._views, self._clock.now())
         except Exception:
             # The events are tracked: rewinding the batch for a gauge would redo them all. The next batch or sweep
             # recounts.

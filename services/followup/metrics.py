@@ -1,20 +1,26 @@
 """Follow-up's ``lessons_*`` metrics: base units, low-cardinality labels only, never an incident id or a person.
 
 Counters and histograms move as events are tracked and timers fire (each event is tracked by one replica, each
-timer marked fired by one, so summing over replicas is right). The backlog gauges are counted in MongoDB at start,
-after every batch of tracked events and after every sweep: every replica shows the same global values, so dashboards
-take ``max`` over replicas, and a restarted replica shows the right values at once.
+timer marked fired by one, so summing over replicas is right).
+
+The backlog gauges are counted in MongoDB at start (so a restarted replica shows the right values at once) and again
+at most once per ``backlog_recount`` (on the first refresh after it, in practice a timer sweep: time alone makes
+reviews overdue). Counting reads every open review, so in between a refresh only moves the gauges by the views this
+replica stored since (``ReviewViewRepository.take_changes``), judging "overdue" at the time of the count: a batch of
+events costs the same however much is stored. Each replica thus shows the global backlog as of its last count plus
+its own changes since; with several replicas, dashboards take ``max`` over them and are at most one recount interval
+behind another replica's changes.
 """
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas import ActionItemPriority, ActionItemStatus, ReviewStatus, Severity
 from servicekit.dead_letters import DeadLetterMetrics
-from services.followup.domain.backlog import Backlog
+from services.followup.domain.backlog import Backlog, with_change
 from services.followup.domain.projection import (
     ActionItemClosed,
     ActionItemTracked,
@@ -30,6 +36,20 @@ DAY = 86_400.0
 INCIDENT_DURATION_BUCKETS = (60.0, 300.0, 900.0, 1_800.0, HOUR, 2 * HOUR, 4 * HOUR, 8 * HOUR, DAY, 3 * DAY)
 TIME_TO_PUBLISH_BUCKETS = (DAY, 2 * DAY, 3 * DAY, 5 * DAY, 7 * DAY, 10 * DAY, 14 * DAY, 21 * DAY, 30 * DAY, 60 * DAY)
 TIME_TO_CLOSE_BUCKETS = (DAY, 3 * DAY, 7 * DAY, 14 * DAY, 30 * DAY, 60 * DAY, 90 * DAY, 180 * DAY, 365 * DAY)
+# How often the backlog is counted in MongoDB again; "overdue" can lag time by this much, never by more.
+BACKLOG_RECOUNT = timedelta(seconds=60)
+
+
+@dataclass
+class _ShownBacklog:
+    """The backlog the gauges show, and when it was last counted in MongoDB (None: not yet)."""
+
+    backlog: Backlog | None = None
+    counted_at: datetime | None = None
+
+    def stale(self, now: datetime, every: timedelta) -> bool:
+        # A clock that went back (a test's, or a corrected one) counts again too.
+        return self.counted_at is None or not self.counted_at <= now < self.counted_at + every
 
 
 @dataclass(frozen=True)
@@ -52,12 +72,17 @@ class FollowupMetrics:
     timers_expired: Counter
     last_sweep: Gauge
     review_events: Counter
+    backlog_recount: timedelta = BACKLOG_RECOUNT
     _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _shown: _ShownBacklog = field(default_factory=_ShownBacklog)
 
     @classmethod
-    def create(cls, registry: CollectorRegistry | None = None) -> "FollowupMetrics":
+    def create(
+        cls, registry: CollectorRegistry | None = None, *, backlog_recount: timedelta = BACKLOG_RECOUNT
+    ) -> "FollowupMetrics":
         registry = registry or CollectorRegistry()
         metrics = cls(
+            backlog_recount=backlog_recount,
             registry=registry,
             dead_letters=DeadLetterMetrics(registry),
             reviews_opened=Counter(
@@ -205,6 +230,35 @@ class FollowupMetrics:
             self.action_items_overdue.labels(priority.value).set(count)
 
     async def refresh_backlog(self, views: ReviewViewRepository, now: datetime) -> None:
-        # One refresh at a time: a slower, older count must not overwrite a newer one.
+        """Count the backlog in MongoDB if it was last counted ``backlog_recount`` ago (or never); else follow changes.
+
+        What start-up and timer sweeps call. One refresh at a time: a slower, older count must not overwrite a newer
+        one, nor changes be applied twice.
+        """
         async with self._refreshing:
-            self.show_backlog(await views.backlog(now))
+            if self._shown.stale(now, self.backlog_recount):
+                await self._recount(views, now)
+            else:
+                await self._follow_changes(views, now)
+
+    async def show_changes(self, views: ReviewViewRepository, now: datetime) -> None:
+        """Move the gauges by the views stored since the last refresh: no query, unless nothing was counted yet."""
+        async with self._refreshing:
+            await self._follow_changes(views, now)
+
+    async def _follow_changes(self, views: ReviewViewRepository, now: datetime) -> None:
+        shown = self._shown
+        changes = views.take_changes()
+        if shown.backlog is None or shown.counted_at is None or changes is None:
+            await self._recount(views, now)  # nothing to move yet, or more changes than were kept
+            return
+        backlog = shown.backlog
+        for before, after in changes:
+            backlog = with_change(backlog, before, after, shown.counted_at)
+        shown.backlog = backlog
+        self.show_backlog(backlog)
+
+    async def _recount(self, views: ReviewViewRepository, now: datetime) -> None:
+        backlog = await views.backlog(now)
+        self._shown.backlog, self._shown.counted_at = backlog, now
+        self.show_backlog(backlog)

@@ -5,6 +5,7 @@ are reconciled to the planned set in one bulk write per review, and fired throug
 replicas fire each one once.
 """
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,7 @@ from typing import Any
 from pymongo import ASCENDING, DeleteMany, InsertOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from schemas import ActionItemPriority, ActionItemStatus, ReviewStatus, Severity
 from services.followup.domain.backlog import Backlog, backlog_from_counts
@@ -29,17 +30,33 @@ from services.followup.domain.timers import PlannedTimer
 TRACKED_REVIEWS = "followup_reviews"
 TIMERS = "timers"
 DUPLICATE_KEY = 11000
+INDEX_NOT_FOUND = 27
+# Unfired timers, earliest due first, then by id: claim_due's filter and its whole sort.
+UNFIRED_BY_DUE = [("fired_at", ASCENDING), ("due_at", ASCENDING), ("_id", ASCENDING)]
 
 Document = dict[str, Any]
 # The timers of one review as stored, fired ones included: timer id -> document.
 StoredTimers = dict[str, Document]
+# A view this replica stored: what it replaced (None: nothing) and what it is now.
+ViewChange = tuple[ReviewView | None, ReviewView]
+# Changes kept for the gauges between two counts; past this many the next refresh counts instead (bounded memory).
+CHANGES_KEPT = 10_000
 
 
 class ReviewViewRepository:
-    """Follow-up's view of each review; written with a compare-and-set on ``version``, so no update is lost."""
+    """Follow-up's view of each review; written with a compare-and-set on ``version``, so no update is lost.
 
-    def __init__(self, database: AsyncDatabase[Document]) -> None:
+    Remembers the changes it stored since the backlog was last counted (``take_changes``), so the gauges can follow
+    them without counting again: each change is either in a count or among the changes taken after it, never both.
+    """
+
+    def __init__(self, database: AsyncDatabase[Document], *, changes_kept: int = CHANGES_KEPT) -> None:
         self.reviews: AsyncCollection[Document] = database[TRACKED_REVIEWS]
+        self._changes: list[ViewChange] = []
+        self._changes_kept = changes_kept
+        self._changes_lost = False
+        # Held by a count and by each write, so that no write lands while a count is under way.
+        self._counting = asyncio.Lock()
 
     async def ensure_indexes(self) -> None:
         await self.reviews.create_index([("status", ASCENDING), ("severity", ASCENDING)], name="status_severity")
@@ -58,8 +75,19 @@ class ReviewViewRepository:
         }
         return {review_id: found.get(review_id) for review_id in ids}
 
-    async def save(self, view: ReviewView, previous_version: int | None) -> bool:
-        """Store ``view`` if the stored one is still at ``previous_version`` (None: none stored); False otherwise."""
+    async def save(self, view: ReviewView, replacing: ReviewView | None) -> bool:
+        """Store ``view`` if the stored one is still ``replacing``'s version (None: none stored); False otherwise."""
+        async with self._counting:
+            if not await self._write(view, None if replacing is None else replacing.version):
+                return False
+            if len(self._changes) >= self._changes_kept:
+                self._changes.clear()
+                self._changes_lost = True
+            if not self._changes_lost:
+                self._changes.append((replacing, view))
+            return True
+
+    async def _write(self, view: ReviewView, previous_version: int | None) -> bool:
         document = view_to_document(view)
         if previous_version is None:
             try:
@@ -70,8 +98,22 @@ class ReviewViewRepository:
         result = await self.reviews.replace_one({"_id": view.review_id, "version": previous_version}, document)
         return result.matched_count == 1
 
+    def take_changes(self) -> list[ViewChange] | None:
+        """The views stored since the last count or take, oldest first; None when too many to keep: count again."""
+        changes, lost = self._changes, self._changes_lost
+        self._changes, self._changes_lost = [], False
+        return None if lost else changes
+
     async def backlog(self, now: datetime) -> Backlog:
-        """What is open and what is overdue at ``now``, counted in MongoDB (right after a restart, too)."""
+        """What is open and what is overdue at ``now``, counted in MongoDB (right after a restart, too).
+
+        Reads every open review: its cost grows with the backlog, so the gauges count only now and then.
+        """
+        async with self._counting:
+            self._changes, self._changes_lost = [], False  # all in the count
+            return await self._count(now)
+
+    async def _count(self, now: datetime) -> Backlog:
         open_statuses = [status.value for status in OPEN_STATUSES]
         reviews_open = {
             (row["_id"]["status"], row["_id"]["severity"]): row["count"]
@@ -146,8 +188,13 @@ class TimerRepository:
         self.timers: AsyncCollection[Document] = database[TIMERS]
 
     async def ensure_indexes(self) -> None:
-        await self.timers.create_index([("fired_at", ASCENDING), ("due_at", ASCENDING)], name="unfired_by_due")
+        await self.timers.create_index(UNFIRED_BY_DUE, name="unfired_by_due_then_id")
         await self.timers.create_index([("review_id", ASCENDING)], name="by_review")
+        try:
+            await self.timers.drop_index("unfired_by_due")  # a prefix of the one above: only slowed writes down
+        except OperationFailure as exc:
+            if exc.code != INDEX_NOT_FOUND:
+                raise
 
     async def timers_of(self, review_ids: Iterable[str]) -> dict[str, StoredTimers]:
         """The timers of these reviews (fired ones too), in one query, e.g. for a batch of their events."""
@@ -222,6 +269,9 @@ class TimerRepository:
             },
             {"$set": {"lease_owner": owner, "lease_until": lease_until}, "$inc": {"attempts": 1}},
             sort=[("due_at", ASCENDING), ("_id", ASCENDING)],
+            # The lease's $or makes some servers (the MongoDB-compatible test server) give up on indexes and scan
+            # every timer; MongoDB picks this index anyway.
+            hint=UNFIRED_BY_DUE,
             return_document=ReturnDocument.AFTER,
         )
         if document is None:

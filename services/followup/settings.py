@@ -49,6 +49,9 @@ class FollowupSettings(ServiceSettings):
     effectiveness_check_after: timedelta = timedelta(days=30)
 
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    # The backlog gauges are counted in MongoDB at most this often (at a sweep); between counts they move by what
+    # each batch changed, so a batch's cost does not grow with the stored reviews.
+    backlog_recount_seconds: float = Field(default=60.0, gt=0)
     # How long a replica may hold a due timer before another one takes it over (it died mid-fire): far longer
     # than a publish takes, so a slow but live replica is not doubled.
     lease_seconds: float = Field(default=60.0, gt=0)

@@ -56,10 +56,9 @@ class ReviewTracker:
         for _ in range(MAX_CONFLICTS):
             stored = known.views.pop(review_id) if review_id in known.views else await self._views.get(review_id)
             applied = apply_event(stored, event)
-            if applied.outcome is Outcome.TRACKED and applied.view is not None:
-                previous = None if stored is None else stored.version
-                if not await self._views.save(applied.view, previous):
-                    continue  # changed meanwhile: apply the event again to what is stored now
+            tracked = applied.outcome is Outcome.TRACKED
+            if tracked and applied.view is not None and not await self._views.save(applied.view, stored):
+                continue  # changed meanwhile: apply the event again to what is stored now
             if applied.view is not None:
                 planned = plan_timers(applied.view, self._policy)
                 timers = await self._timers.reconcile(review_id, planned, known.timers.pop(review_id, None))

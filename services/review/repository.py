@@ -4,6 +4,13 @@ Every change to a review and the events announcing it are written in one transac
 the other. A change is a conditional update on the version the writer read (``{_id, version: read}`` with
 ``$inc: {version: 1}``): when someone else wrote first, nothing matches and the writer learns the current version
 instead of overwriting their change.
+
+Finding a recurrence's earlier occurrence costs the same however many reviews are stored: each recurrence group
+(fingerprint, or service and normalised title) has a small head document in ``review_recurrence_heads`` naming its
+latest occurrence, kept in the transaction that opens a review. The head answers the look-up with two reads by id
+whenever it lies in the window; only an incident resolved before its group's latest one (it arrived late) or a group
+stored before heads existed asks the index, whose filter and sort it matches (MongoDB stops after the first entries;
+a server that does not stop early scans the group's entries in the window).
 """
 
 import re
@@ -16,15 +23,30 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from schemas import ReviewEvent, ReviewStatus, Severity
 from services.review.domain.record import Review
-from services.review.domain.recurrence import RecurrenceQuery
+from services.review.domain.recurrence import (
+    RecurrenceGroup,
+    RecurrenceQuery,
+    occurrence_order,
+    recurrence_groups,
+)
 
 REVIEWS = "reviews"
 OUTBOX = "review_outbox"
 RELAY_LEASE = "review_outbox_lease"
+RECURRENCE_HEADS = "review_recurrence_heads"
+INDEX_NOT_FOUND = 27
+
+# Latest occurrence first (see ``occurrence_order``): the recurrence indexes end in these keys, so they serve the sort.
+LATEST_OCCURRENCE_FIRST = [("incident.resolved_at", DESCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]
+# Indexes replaced by ones that serve a whole sort (with its tie-break): dropped so writes do not maintain both.
+REPLACED_INDEXES = {
+    REVIEWS: ("recurrence_fingerprint", "recurrence_service_title"),
+    OUTBOX: ("unsent_in_version_order",),
+}
 
 Document = dict[str, Any]
 T = TypeVar("T")
@@ -86,6 +108,25 @@ class ReviewFilter:
         return query
 
 
+def _group_filter(group: RecurrenceGroup) -> Document:
+    if group.matched_on == "fingerprint":
+        return {"incident.fingerprint": group.fingerprint}
+    return {"incident.service": group.service, "title_key": group.title_key}
+
+
+def _head(document: Document) -> Document:
+    """A group's head: its latest occurrence, by the fields ``occurrence_order`` compares."""
+    return {
+        "review_id": document["_id"],
+        "resolved_at": document["incident"]["resolved_at"],
+        "created_at": document["created_at"],
+    }
+
+
+def _head_order(head: Document) -> tuple[datetime, datetime, str]:
+    return occurrence_order(head["resolved_at"], head["created_at"], head["review_id"])
+
+
 def _outbox_entry(event: ReviewEvent, topic: str, seq: int, now: datetime) -> Document:
     return {
         "_id": str(event.event_id),
@@ -107,22 +148,36 @@ class ReviewRepository:
         self.reviews: AsyncCollection[Document] = database[REVIEWS]
         self.outbox: AsyncCollection[Document] = database[OUTBOX]
         self.relay_lease: AsyncCollection[Document] = database[RELAY_LEASE]
+        self.recurrence_heads: AsyncCollection[Document] = database[RECURRENCE_HEADS]
 
     async def ensure_indexes(self) -> None:
         await self.reviews.create_index([("incident_key", ASCENDING)], unique=True, name="one_review_per_incident")
         await self.reviews.create_index([("status", ASCENDING), ("due_at", ASCENDING)], name="status_due")
         await self.reviews.create_index([("created_at", DESCENDING), ("_id", ASCENDING)], name="newest_first")
         await self.reviews.create_index(
-            [("incident.fingerprint", ASCENDING), ("incident.resolved_at", DESCENDING)], name="recurrence_fingerprint"
+            [("incident.fingerprint", ASCENDING), *LATEST_OCCURRENCE_FIRST], name="recurrence_by_fingerprint"
         )
         await self.reviews.create_index(
-            [("incident.service", ASCENDING), ("title_key", ASCENDING), ("incident.resolved_at", DESCENDING)],
-            name="recurrence_service_title",
+            [("incident.service", ASCENDING), ("title_key", ASCENDING), *LATEST_OCCURRENCE_FIRST],
+            name="recurrence_by_service_and_title",
         )
         await self.outbox.create_index(
-            [("sent_at", ASCENDING), ("created_at", ASCENDING), ("version", ASCENDING), ("seq", ASCENDING)],
-            name="unsent_in_version_order",
+            [
+                ("sent_at", ASCENDING),
+                ("created_at", ASCENDING),
+                ("version", ASCENDING),
+                ("seq", ASCENDING),
+                ("_id", ASCENDING),
+            ],
+            name="unsent_in_order",
         )
+        for collection in (self.reviews, self.outbox):
+            for name in REPLACED_INDEXES[collection.name]:
+                try:
+                    await collection.drop_index(name)
+                except OperationFailure as exc:
+                    if exc.code != INDEX_NOT_FOUND:
+                        raise
 
     async def _in_transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         # with_transaction retries on transient errors (a write conflict with a concurrent transaction): the retry
@@ -148,10 +203,57 @@ class ReviewRepository:
             session=session,
         )
         if result.matched_count == 0:
-            current = await self.reviews.find_one({"_id": review.id}, {"version": 1}, session=session)
-            if current is None:
-                raise ReviewNotFoundError(review.id)
-            raise StaleVersionError(review.id, read_version, int(current["version"]))
+            await self._stale(session, review.id, read_version)
+
+    async def _stale(self, session: AsyncClientSession, review_id: str, read_version: int) -> None:
+        current = await self.reviews.find_one({"_id": review_id}, {"version": 1}, session=session)
+        if current is None:
+            raise ReviewNotFoundError(review_id)
+        raise StaleVersionError(review_id, read_version, int(current["version"]))
+
+    async def _link_earlier(
+        self, session: AsyncClientSession, earlier: Review, read_version: int, recurrence_id: str
+    ) -> None:
+        """The earlier review (``earlier``: as linked, a version past ``read_version``) gains one related review.
+
+        A bounded write: one id added, never the whole document rewritten, so linking costs the same however long
+        the earlier review is.
+        """
+        if earlier.version != read_version + 1:
+            raise ValueError(f"a change must move review {earlier.id} from version {read_version} to the next")
+        result = await self.reviews.update_one(
+            {"_id": earlier.id, "version": read_version},
+            {
+                "$addToSet": {"related_reviews": recurrence_id},
+                "$set": {
+                    "version": earlier.version,
+                    "updated_at": earlier.updated_at,
+                    "updated_by": earlier.updated_by,
+                },
+            },
+            session=session,
+        )
+        if result.matched_count == 0:
+            await self._stale(session, earlier.id, read_version)
+
+    async def _advance_heads(self, session: AsyncClientSession, review: Review) -> None:
+        """Make ``review`` the head of its recurrence groups where it is their latest occurrence."""
+        for group in recurrence_groups(review):
+            head = await self.recurrence_heads.find_one({"_id": group.key}, session=session)
+            if head is None:
+                # A group without a head (its reviews were stored before heads existed): its latest review, once.
+                latest = await self.reviews.find_one(
+                    _group_filter(group), sort=LATEST_OCCURRENCE_FIRST, session=session
+                )
+                if latest is None:
+                    continue
+                head = _head(latest)
+            else:
+                new = occurrence_order(review.incident.resolved_at, review.created_at, review.id)
+                if new <= _head_order(head):
+                    continue
+                head = _head(review.to_document())
+            await self.recurrence_heads.replace_one({"_id": group.key}, head, upsert=True, session=session)
 
     async def open_review(
         self,
@@ -164,6 +266,7 @@ class ReviewRepository:
     ) -> bool:
         """Store a new review, its events and (for a recurrence) the earlier review's link, atomically.
 
+        ``linked_earlier``: the earlier review as linked and the version it was read at; only the link is written.
         False if the incident already has a review: a redelivered or duplicate incident changes nothing.
         """
 
@@ -174,7 +277,8 @@ class ReviewRepository:
                 await session.abort_transaction()
                 return False
             if linked_earlier is not None:
-                await self._update(session, *linked_earlier)
+                await self._link_earlier(session, *linked_earlier, recurrence_id=review.id)
+            await self._advance_heads(session, review)
             await self._write_events(session, events, topic, now)
             return True
 
@@ -213,18 +317,31 @@ class ReviewRepository:
 
     async def earlier_occurrence(self, query: RecurrenceQuery) -> Review | None:
         """The latest earlier review matching by fingerprint, else by service and normalised title."""
-        window = {"$gte": query.since, "$lte": query.until}
-        candidates: list[Document] = []
-        if query.fingerprint is not None:
-            candidates.append({"incident.fingerprint": query.fingerprint})
-        if query.service is not None:
-            candidates.append({"incident.service": query.service, "title_key": query.title_key})
-        for match in candidates:
-            document = await self.reviews.find_one(
-                {**match, "_id": {"$ne": query.review_id}, "incident.resolved_at": window},
-                sort=[("incident.resolved_at", DESCENDING), ("_id", ASCENDING)],
-            )
+        for group in query.groups:
+            found = await self._latest_in(group, query)
+            if found is not None:
+                return found
+        return None
+
+    async def _latest_in(self, group: RecurrenceGroup, query: RecurrenceQuery) -> Review | None:
+        head = await self.recurrence_heads.find_one({"_id": group.key})
+        if head is not None and head["review_id"] != query.review_id and head["resolved_at"] <= query.until:
+            if head["resolved_at"] < query.since:
+                return None  # the group's latest occurrence is older than the window: so is every other
+            document = await self.reviews.find_one({"_id": head["review_id"]})
             if document is not None:
+                return Review.from_document(document)
+        # No head yet, or this incident was resolved before its group's latest one: the index, latest first. Two
+        # entries, because a redelivered incident finds its own review (which it must not link to).
+        cursor = (
+            self.reviews.find(
+                {**_group_filter(group), "incident.resolved_at": {"$gte": query.since, "$lte": query.until}}
+            )
+            .sort(LATEST_OCCURRENCE_FIRST)
+            .limit(2)
+        )
+        async for document in cursor:
+            if document["_id"] != query.review_id:
                 return Review.from_document(document)
         return None
 

@@ -1,11 +1,14 @@
 """Recurrence: a closed incident that matches an earlier review's incident means the problem came back.
 
 Matching is by fingerprint (what the paging tool says recurs) first, else by service and normalised title, within a
-window before the new incident's resolution. The two reviews are linked both ways. When every action item of the
-earlier review was done (and there was at least one), the remediation did not hold: the new review is flagged
-``recurred_after_remediation``.
+window before the new incident's resolution. Of the matches, the latest is the earlier occurrence: the one resolved
+last, then the one opened last, then the greatest id (``occurrence_order``), so a run of occurrences forms a chain in
+which each review names its predecessor and each predecessor gains one successor. The two reviews are linked both
+ways. When every action item of the earlier review was done (and there was at least one), the remediation did not
+hold: the new review is flagged ``recurred_after_remediation``.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -14,6 +17,33 @@ from schemas import ActionItemStatus, ReviewRecurred, ReviewUpdated
 from services.review.domain.record import Recurrence, Review, event_id_for
 
 MatchedOn = Literal["fingerprint", "service_and_title"]
+
+
+@dataclass(frozen=True)
+class RecurrenceGroup:
+    """The reviews that are occurrences of one problem: one fingerprint, or one service and normalised title."""
+
+    matched_on: MatchedOn
+    fingerprint: str | None = None
+    service: str | None = None
+    title_key: str = ""
+
+    @property
+    def key(self) -> str:
+        """Names the group, unambiguously (a fingerprint never reads as a service and title)."""
+        if self.matched_on == "fingerprint":
+            return json.dumps(["fingerprint", self.fingerprint])
+        return json.dumps(["service_and_title", self.service, self.title_key])
+
+
+def _to_millisecond(moment: datetime) -> datetime:
+    # MongoDB keeps milliseconds: ordering on what is stored makes a review compare the same before and after storing.
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def occurrence_order(resolved_at: datetime, created_at: datetime, review_id: str) -> tuple[datetime, datetime, str]:
+    """Which of two occurrences is the later one: resolved later, then opened later, then the greater id."""
+    return _to_millisecond(resolved_at), _to_millisecond(created_at), review_id
 
 
 @dataclass(frozen=True)
@@ -26,6 +56,16 @@ class RecurrenceQuery:
     title_key: str
     since: datetime
     until: datetime
+
+    @property
+    def groups(self) -> tuple[RecurrenceGroup, ...]:
+        """Where to look, in order: the fingerprint's group, then the service and title's."""
+        groups: list[RecurrenceGroup] = []
+        if self.fingerprint is not None:
+            groups.append(RecurrenceGroup("fingerprint", fingerprint=self.fingerprint))
+        if self.service is not None:
+            groups.append(RecurrenceGroup("service_and_title", service=self.service, title_key=self.title_key))
+        return tuple(groups)
 
 
 def recurrence_query(review: Review, window: timedelta) -> RecurrenceQuery | None:
@@ -42,6 +82,12 @@ def recurrence_query(review: Review, window: timedelta) -> RecurrenceQuery | Non
         since=facts.resolved_at - window,
         until=facts.resolved_at,
     )
+
+
+def recurrence_groups(review: Review) -> tuple[RecurrenceGroup, ...]:
+    """The groups ``review`` belongs to (where later occurrences look for it), in the order they are matched on."""
+    query = recurrence_query(review, timedelta(0))
+    return () if query is None else query.groups
 
 
 def matched_on(new: Review, earlier: Review) -> MatchedOn:
@@ -65,7 +111,10 @@ class RecurrenceLink:
 
 
 def link_recurrence(new: Review, earlier: Review, now: datetime) -> RecurrenceLink:
-    """Both reviews linked; the new one (still at its opening version) flagged, the earlier one a version higher."""
+    """Both reviews linked; the new one (still at its opening version) flagged, the earlier one a version higher.
+
+    The earlier review gains only the new review's id (stored with a bounded ``$addToSet``, never a rewrite of it).
+    """
     how = matched_on(new, earlier)
     after_remediation = remediated(earlier)
     linked_new = new.model_copy(

@@ -5,7 +5,13 @@ from datetime import UTC, datetime, timedelta
 from schemas import ActionItemStatus
 from services.review.domain.editing import ActionItemEdit, update_action_item
 from services.review.domain.record import Review, event_id_for
-from services.review.domain.recurrence import link_recurrence, recurrence_query, remediated
+from services.review.domain.recurrence import (
+    link_recurrence,
+    occurrence_order,
+    recurrence_groups,
+    recurrence_query,
+    remediated,
+)
 from tests.unit.review.builders import NOW, incident, opened, with_item
 
 LATER = datetime(2027, 1, 10, 8, 0, tzinfo=UTC)
@@ -63,3 +69,23 @@ def test_a_title_match_without_remediation_links_but_does_not_flag() -> None:
     assert link.new.recurrence.matched_on == "service_and_title"
     assert link.new.recurred_after_remediation is False
     assert link.recurred.recurred_after_remediation is False
+
+
+def test_groups_are_matched_fingerprint_first_and_their_keys_never_collide() -> None:
+    review = opened(incident("B", fingerprint="orders-stuck", title="Orders stuck (x3)"))
+    groups = recurrence_groups(review)
+    assert [group.matched_on for group in groups] == ["fingerprint", "service_and_title"]
+    assert len({group.key for group in groups}) == 2
+    assert recurrence_groups(opened(incident("C", service=None, fingerprint=None))) == ()
+    # A fingerprint that looks like a service and title names another group.
+    lookalike = opened(incident("D", fingerprint='orders", "orders stuck x#', service=None))
+    assert {group.key for group in recurrence_groups(lookalike)}.isdisjoint(group.key for group in groups)
+
+
+def test_the_later_occurrence_is_resolved_later_then_opened_later_then_has_the_greater_id() -> None:
+    early, late = NOW, NOW + timedelta(seconds=1)
+    assert occurrence_order(late, early, "a") > occurrence_order(early, late, "b")
+    assert occurrence_order(early, late, "a") > occurrence_order(early, early, "b")
+    assert occurrence_order(early, early, "b") > occurrence_order(early, early, "a")
+    # Compared as stored (milliseconds): a microsecond apart is a tie, decided by the id.
+    assert occurrence_order(early + timedelta(microseconds=10), early, "a") < occurrence_order(early, early, "b")
