@@ -6,7 +6,7 @@ record's own problem.
 """
 
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -15,7 +15,9 @@ def is_outage(exc: BaseException) -> bool:
         return True
     if isinstance(exc, KafkaError):
         return bool(exc.retriable)
-    return False
+    # A time limit that ran out (a write held up by a crashed writer's transaction, a server too slow to answer):
+    # the record is fine, so it is redelivered, never dead-lettered.
+    return isinstance(exc, PyMongoError) and exc.timeout
 
 
 def describe(exc: BaseException, limit: int = 500) -> str:

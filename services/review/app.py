@@ -76,7 +76,9 @@ def create_app(
     tokens = ApiTokens.parse(settings.api_tokens.get_secret_value())
     metrics = ReviewMetrics.create()
     client = mongo_client(mongo)
-    repository = ReviewRepository(client[mongo.database])
+    repository = ReviewRepository(
+        client[mongo.database], transaction_time_limit_seconds=settings.transaction_time_limit_seconds
+    )
     broker = create_broker(
         kafka, client_id="review", registry=metrics.registry, graceful_timeout=settings.shutdown_timeout_seconds
     )

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from servicekit.failures import is_outage
 from services.review.domain.limits import RecordLimitError
 from services.review.domain.refusals import InvalidEditError, ReviewRefusedError, UnknownActionItemError
 from services.review.repository import ReviewNotFoundError, StaleVersionError
@@ -145,8 +146,14 @@ async def problem_response(_: Request, exc: Exception) -> JSONResponse:
     return problem_json(as_problem(exc))
 
 
-async def internal_error_response(_: Request, __: Exception) -> JSONResponse:
-    """The answer to a bug (Starlette logs it). Sent by the outermost middleware, past ours: so nosniff is set here."""
+async def internal_error_response(_: Request, exc: Exception) -> JSONResponse:
+    """The answer to a bug (Starlette logs it). Sent by the outermost middleware, past ours: so nosniff is set here.
+
+    A database that is unreachable or did not answer in time is not a bug: 503 with ``Retry-After``, nothing written.
+    """
+    if is_outage(exc):
+        body = {"detail": "the database did not answer in time; nothing was written, try again", "code": "unavailable"}
+        return JSONResponse(body, status_code=503, headers={**dict([NOSNIFF]), "Retry-After": "5"})
     body = {"detail": "internal error", "code": "internal_error"}
     return JSONResponse(body, status_code=500, headers=dict([NOSNIFF]))
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import pymongo
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -142,9 +143,21 @@ def _outbox_entry(event: ReviewEvent, topic: str, seq: int, now: datetime) -> Do
     }
 
 
+# How long one transaction may take, its retries included. Ours take milliseconds; a write conflict with a transaction
+# that a crashed replica left open lasts until the server aborts it (60 s by default), and the driver alone would retry
+# for up to 120 s. See docs/operations.md.
+TRANSACTION_TIME_LIMIT_SECONDS = 10.0
+
+
 class ReviewRepository:
-    def __init__(self, database: AsyncDatabase[Document]) -> None:
+    def __init__(
+        self,
+        database: AsyncDatabase[Document],
+        *,
+        transaction_time_limit_seconds: float = TRANSACTION_TIME_LIMIT_SECONDS,
+    ) -> None:
         self._client = database.client
+        self._transaction_time_limit_seconds = transaction_time_limit_seconds
         self.reviews: AsyncCollection[Document] = database[REVIEWS]
         self.outbox: AsyncCollection[Document] = database[OUTBOX]
         self.relay_lease: AsyncCollection[Document] = database[RELAY_LEASE]
@@ -180,10 +193,15 @@ class ReviewRepository:
                         raise
 
     async def _in_transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        # with_transaction retries on transient errors (a write conflict with a concurrent transaction): the retry
-        # re-reads and then fails the version check, which is the answer the losing writer should get.
-        async with self._client.start_session() as session:
-            return await session.with_transaction(work)
+        """Run ``work`` in a transaction; pymongo's ``ExecutionTimeout`` if it cannot finish within the time limit.
+
+        with_transaction retries on transient errors (a write conflict with a concurrent transaction): the retry
+        re-reads and then fails the version check, which is the answer the losing writer should get. The time limit
+        (the driver's timeoutMS) bounds the retries and gives every statement and the commit a maxTimeMS.
+        """
+        with pymongo.timeout(self._transaction_time_limit_seconds):
+            async with self._client.start_session() as session:
+                return await session.with_transaction(work)
 
     async def _write_events(
         self, session: AsyncClientSession, events: Sequence[ReviewEvent], topic: str, now: datetime

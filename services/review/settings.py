@@ -31,6 +31,9 @@ class ReviewSettings(ServiceSettings):
     outbox_lease_seconds: float = Field(default=15.0, gt=0)
     policy_file: Path = DEFAULT_POLICY_FILE
     recurrence_window_days: int = Field(default=90, ge=0)
+    # A transaction (statements, retries and commit) ends within this long: a review held by a crashed writer's
+    # transaction costs its next writer seconds, not the server's transaction lifetime (60 s). See docs/operations.md.
+    transaction_time_limit_seconds: float = Field(default=10.0, gt=0, le=120)
     # JSON: {"<token>": {"name": "...", "role": "viewer|editor|admin"}}. Secret: never printed, never logged.
     api_tokens: SecretStr = SecretStr("{}")
     # Reads without a token. Off by default: reviews name people and weaknesses. The demo turns it on.

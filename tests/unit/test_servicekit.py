@@ -3,7 +3,7 @@
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from pydantic import ValidationError
-from pymongo.errors import AutoReconnect, DuplicateKeyError
+from pymongo.errors import AutoReconnect, DuplicateKeyError, ExecutionTimeout
 
 from servicekit.batches import max_poll_interval_ms
 from servicekit.failures import describe, is_outage
@@ -36,6 +36,7 @@ def test_outages_are_told_apart_from_a_record_s_own_problems() -> None:
     assert is_outage(AutoReconnect("connection refused"))
     assert is_outage(KafkaConnectionError("no broker"))
     assert is_outage(TimeoutError())
+    assert is_outage(ExecutionTimeout("operation exceeded time limit", code=50))
     assert not is_outage(MessageSizeTooLargeError("too large"))
     assert not is_outage(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"))
     assert not is_outage(DuplicateKeyError("E11000"))
