@@ -26,6 +26,7 @@ from faststream.message import StreamMessage
 from servicekit.dead_letters import DeadLetters
 from servicekit.failures import describe, is_outage
 from servicekit.headers import decodable_value
+from servicekit.service_settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +119,10 @@ def subscribe_batches(
     *,
     topic: str,
     group_id: str,
-    batch_max_records: int,
-    max_attempts: int,
-    retry_backoff_seconds: float,
+    settings: ServiceSettings,
 ) -> GuardedBatches:
     """Subscribe ``handler`` to ``topic`` in batches, committing each batch after the handler's effects."""
-    guarded = GuardedBatches(handler, dead_letters, outage_pause_seconds=max(retry_backoff_seconds, 0.5))
+    guarded = GuardedBatches(handler, dead_letters, outage_pause_seconds=max(settings.retry_backoff_seconds, 0.5))
 
     async def on_batch(message: KafkaMessage) -> None:
         await guarded.process(records_of(message))
@@ -134,8 +133,10 @@ def subscribe_batches(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         batch=True,
-        max_records=batch_max_records,
-        max_poll_interval_ms=max_poll_interval_ms(batch_max_records, max_attempts, retry_backoff_seconds),
+        max_records=settings.batch_max_records,
+        max_poll_interval_ms=max_poll_interval_ms(
+            settings.batch_max_records, settings.max_attempts, settings.retry_backoff_seconds
+        ),
         parser=tolerant_batch_parser,
         decoder=undecoded,
     )(on_batch)

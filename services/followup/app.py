@@ -67,9 +67,7 @@ def subscribe_consumer(
         dead_letters,
         topic=settings.review_events_topic,
         group_id=settings.group_id,
-        batch_max_records=settings.batch_max_records,
-        max_attempts=settings.max_attempts,
-        retry_backoff_seconds=settings.retry_backoff_seconds,
+        settings=settings,
     )
 
 

@@ -51,9 +51,7 @@ def create_broker(
         dead_letters,
         topic=settings.raw_topic,
         group_id=settings.group_id,
-        batch_max_records=settings.batch_max_records,
-        max_attempts=settings.max_attempts,
-        retry_backoff_seconds=settings.retry_backoff_seconds,
+        settings=settings,
     )
     return broker
 

@@ -8,7 +8,6 @@ its own address).
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -19,16 +18,10 @@ from services.ingest.settings import IngestSettings, KafkaSettings, MongoSetting
 from tests.conftest import Servers
 from tests.support.kafka import create_topics, produce, read_topic
 from tests.support.mongo import scratch_database
+from tests.support.ports import free_port
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextlib.asynccontextmanager
