@@ -2,13 +2,14 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
 from servicekit.batches import subscribe_batches
 from servicekit.broker import create_broker as create_kafka_broker
+from servicekit.clock import utc_now
 from servicekit.dead_letters import DeadLetters
 from servicekit.lifecycle import BrokerStarter, mongo_client
 from servicekit.ops import kafka_reachable, mongodb_reachable, ops_router
@@ -17,10 +18,6 @@ from services.ingest.metrics import IngestMetrics
 from services.ingest.recent_closures import RecentClosures
 from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
 from services.ingest.webhooks import KafkaRawPublisher, WebhookSettings, create_webhook_router
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def create_broker(

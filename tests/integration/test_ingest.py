@@ -1,7 +1,6 @@
 """Ingest against real Kafka: normalised events out, bad records to the DLQ, the partition keeps moving."""
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +10,7 @@ from services.ingest.app import create_app
 from services.ingest.recent_closures import RecentClosures
 from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
 from tests.conftest import Servers
-from tests.support.kafka import create_topics, produce, read_topic
+from tests.support.kafka import produce, read_topic
 from tests.support.mongo import scratch_database
 
 pytestmark = pytest.mark.integration
@@ -30,21 +29,6 @@ def generic(incident_id: str, **overrides: object) -> bytes:
         **overrides,
     }
     return json.dumps(form).encode()
-
-
-@pytest.fixture
-async def mongo(servers: Servers, unique: str) -> AsyncIterator[MongoSettings]:
-    async with scratch_database(servers.mongodb_uri, f"ingest_{unique}") as db:
-        yield MongoSettings(uri=servers.mongodb_uri, database=db.name)
-
-
-@pytest.fixture
-async def ingest_settings(servers: Servers, unique: str) -> IngestSettings:
-    settings = IngestSettings(
-        raw_topic=f"incidents.raw.{unique}", closed_topic=f"incidents.closed.{unique}", group_id=f"ingest-{unique}"
-    )
-    await create_topics(servers.kafka_bootstrap, settings.raw_topic, settings.closed_topic, settings.dlq_topic)
-    return settings
 
 
 async def test_bad_record_goes_to_dlq_and_the_next_good_one_is_published(

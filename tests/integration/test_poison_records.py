@@ -9,7 +9,6 @@ tight loop forever).
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,7 +25,6 @@ from tests.conftest import Servers
 from tests.integration.followup.support import ManualClock
 from tests.integration.review.conftest import review_app
 from tests.support.kafka import committed_offsets, create_topics, produce_raw, read_topic
-from tests.support.mongo import scratch_database
 from tests.support.waiting import eventually
 from tests.unit.followup.builders import T0, ReviewStory
 from tests.unit.review.builders import incident
@@ -58,12 +56,6 @@ async def assert_bounded_dead_letter(servers: Servers, dlq: str) -> None:
     assert dead.headers["dlq-reason"]
     assert dead.value == HUGE[: len(dead.value)]
     assert len(dead.value) < len(HUGE)
-
-
-@pytest.fixture
-async def mongo(servers: Servers, unique: str) -> AsyncIterator[MongoSettings]:
-    async with scratch_database(servers.mongodb_uri, f"poison_{unique}") as db:
-        yield MongoSettings(uri=servers.mongodb_uri, database=db.name)
 
 
 async def test_ingest_moves_past_poison_records(servers: Servers, unique: str, mongo: MongoSettings) -> None:

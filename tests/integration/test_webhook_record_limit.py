@@ -4,8 +4,6 @@ Bodies up to the old 1 MiB limit overflowed the producer's 1 MiB record limit on
 503 that retrying never fixed. The limits now agree, and a record Kafka refuses for its size is a permanent 413.
 """
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -14,8 +12,7 @@ from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
 from services.ingest.webhooks import WebhookSettings
 from tests.conftest import Servers
-from tests.support.kafka import create_topics, read_topic
-from tests.support.mongo import scratch_database
+from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -27,21 +24,6 @@ CLOUDEVENT = {
     "ce-source": "%2Fmonitoring%2Fcheckout",
     "ce-type": "com.example.incident.resolved",
 }
-
-
-@pytest.fixture
-async def mongo(servers: Servers, unique: str) -> AsyncIterator[MongoSettings]:
-    async with scratch_database(servers.mongodb_uri, f"webhook_limit_{unique}") as db:
-        yield MongoSettings(uri=servers.mongodb_uri, database=db.name)
-
-
-@pytest.fixture
-async def ingest_settings(servers: Servers, unique: str) -> IngestSettings:
-    settings = IngestSettings(
-        raw_topic=f"incidents.raw.{unique}", closed_topic=f"incidents.closed.{unique}", group_id=f"ingest-{unique}"
-    )
-    await create_topics(servers.kafka_bootstrap, settings.raw_topic, settings.closed_topic, settings.dlq_topic)
-    return settings
 
 
 def app_with(servers: Servers, settings: IngestSettings, mongo: MongoSettings, webhooks: WebhookSettings) -> FastAPI:

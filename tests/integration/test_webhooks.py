@@ -5,7 +5,6 @@ registry), so this test keeps proving the wiring once the app does it itself.
 """
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -18,29 +17,13 @@ from services.ingest.settings import IngestSettings, KafkaSettings, MongoSetting
 from services.ingest.webhooks import WebhookSettings
 from tests.conftest import Servers
 from tests.support.fixtures import fixture
-from tests.support.kafka import create_topics, read_topic
-from tests.support.mongo import scratch_database
+from tests.support.kafka import read_topic
 from tests.unit.webhooks.signing import new_svix_secret, pagerduty_signature, svix_headers
 
 pytestmark = pytest.mark.integration
 
 PD_SECRET = "pd-integration-secret"
 INCIDENTIO_SECRET = new_svix_secret()
-
-
-@pytest.fixture
-async def mongo(servers: Servers, unique: str) -> AsyncIterator[MongoSettings]:
-    async with scratch_database(servers.mongodb_uri, f"webhooks_{unique}") as db:
-        yield MongoSettings(uri=servers.mongodb_uri, database=db.name)
-
-
-@pytest.fixture
-async def ingest_settings(servers: Servers, unique: str) -> IngestSettings:
-    settings = IngestSettings(
-        raw_topic=f"incidents.raw.{unique}", closed_topic=f"incidents.closed.{unique}", group_id=f"ingest-{unique}"
-    )
-    await create_topics(servers.kafka_bootstrap, settings.raw_topic, settings.closed_topic, settings.dlq_topic)
-    return settings
 
 
 def ingest_with_webhooks(servers: Servers, settings: IngestSettings, mongo: MongoSettings) -> FastAPI:
