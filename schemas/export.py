@@ -14,6 +14,7 @@ from schemas.followup import (
     ActionItemOverdue,
     EffectivenessCheckDue,
     Escalated,
+    RemediationVerified,
     ReminderDue,
     ReviewOverdue,
 )
@@ -25,6 +26,7 @@ from schemas.review import (
     ReviewRecurred,
     ReviewStatusChanged,
     ReviewUpdated,
+    VerificationRecorded,
 )
 
 SCHEMA_DIR = Path(__file__).parent / "json"
@@ -41,6 +43,8 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "action_item_overdue.v1.json": ActionItemOverdue,
     "escalated.v1.json": Escalated,
     "effectiveness_check_due.v1.json": EffectivenessCheckDue,
+    "remediation_verified.v1.json": RemediationVerified,
+    "verification_recorded.v1.json": VerificationRecorded,
 }
 
 

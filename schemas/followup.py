@@ -13,6 +13,7 @@ from pydantic import Field, TypeAdapter
 from schemas.base import Event, Text, utc_datetime
 from schemas.incident import Severity
 from schemas.review import ActionItemPriority
+from schemas.verification import Evidence, Verdict, VerificationPlan
 
 # Fixed namespace: a timer yields the same event id on every replica and every re-fire.
 FOLLOWUP_EVENT_NAMESPACE = UUID("8d3c7a52-4b6e-4f0e-9a1d-6c2f5e8b9a14")
@@ -88,8 +89,23 @@ class EffectivenessCheckDue(FollowupEvent):
     done_action_item_ids: tuple[Text, ...] = Field(min_length=1)
 
 
+class RemediationVerified(ActionItemFields):
+    """Follow-up evaluated an action item's verification at the end of its window: the verdict and its evidence.
+
+    One event per attempt (its timer id names the attempt), so a re-fire after a crash repeats the same event id.
+    ``inconclusive`` is retried with backoff: a later attempt may answer; it never becomes ``effective`` by itself.
+    """
+
+    type: Literal["RemediationVerified"] = "RemediationVerified"
+    action_item_id: Text = Field(min_length=1)
+    verification: VerificationPlan
+    verdict: Verdict
+    evidence: Evidence
+    attempt: int = Field(ge=1, description="1 for the first evaluation, 2 for the first retry of an inconclusive one")
+
+
 AnyFollowupEvent = Annotated[
-    ReminderDue | ReviewOverdue | ActionItemOverdue | Escalated | EffectivenessCheckDue,
+    ReminderDue | ReviewOverdue | ActionItemOverdue | Escalated | EffectivenessCheckDue | RemediationVerified,
     Field(discriminator="type"),
 ]
 FOLLOWUP_EVENT_TYPES: tuple[str, ...] = (
@@ -98,5 +114,6 @@ FOLLOWUP_EVENT_TYPES: tuple[str, ...] = (
     "ActionItemOverdue",
     "Escalated",
     "EffectivenessCheckDue",
+    "RemediationVerified",
 )
 followup_event_adapter: TypeAdapter[AnyFollowupEvent] = TypeAdapter(AnyFollowupEvent)

@@ -11,6 +11,7 @@ from pydantic import Field, TypeAdapter
 
 from schemas.base import Event, utc_datetime
 from schemas.incident import Severity, Source
+from schemas.verification import Evidence, Verdict, VerificationPlan
 
 
 class ReviewStatus(StrEnum):
@@ -97,6 +98,9 @@ class ActionItemEvent(ReviewEvent):
     priority: ActionItemPriority
     category: ActionItemCategory
     status: ActionItemStatus
+    verification: VerificationPlan | None = Field(
+        default=None, description="How the item proves it worked, when it says; follow-up evaluates measurable ones"
+    )
 
 
 class ActionItemAdded(ActionItemEvent):
@@ -125,8 +129,30 @@ class ReviewRecurred(ReviewEvent):
     recurred_after_remediation: bool = Field(description="Every action item of the earlier review was done")
 
 
+class VerificationRecorded(ReviewEvent):
+    """A verdict on an action item's remediation was recorded (from follow-up's judge or a verifier).
+
+    ``reopened`` is true when a ``not_effective`` verdict reopened the lesson: the review is flagged and, as the
+    review policy says, may need a new action item before it can be closed again.
+    """
+
+    schema_version: Literal[1] = 1
+    type: Literal["VerificationRecorded"] = "VerificationRecorded"
+    action_item_id: str = Field(min_length=1)
+    title: str
+    verdict: Verdict
+    evidence: Evidence
+    reopened: bool = False
+
+
 AnyReviewEvent = Annotated[
-    ReviewOpened | ReviewUpdated | ReviewStatusChanged | ActionItemAdded | ActionItemUpdated | ReviewRecurred,
+    ReviewOpened
+    | ReviewUpdated
+    | ReviewStatusChanged
+    | ActionItemAdded
+    | ActionItemUpdated
+    | ReviewRecurred
+    | VerificationRecorded,
     Field(discriminator="type"),
 ]
 REVIEW_EVENT_TYPES: tuple[str, ...] = (
@@ -136,5 +162,6 @@ REVIEW_EVENT_TYPES: tuple[str, ...] = (
     "ActionItemAdded",
     "ActionItemUpdated",
     "ReviewRecurred",
+    "VerificationRecorded",
 )
 review_event_adapter: TypeAdapter[AnyReviewEvent] = TypeAdapter(AnyReviewEvent)

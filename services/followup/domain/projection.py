@@ -22,6 +22,7 @@ from schemas import (
     ReviewStatusChanged,
     ReviewUpdated,
     Severity,
+    VerificationRecorded,
 )
 
 # The review itself is still to be written: its own due date matters.
@@ -216,6 +217,9 @@ def _changed(view: ReviewView, event: AnyReviewEvent) -> tuple[ReviewView, tuple
     if isinstance(event, ReviewRecurred):
         # Counted by review, which links the recurrence (lessons_review_recurrences_total); kept here for the record.
         return replace(view, recurrences=view.recurrences + 1), ()
+    if isinstance(event, VerificationRecorded):
+        # The verdict is review's record; follow-up's own evaluations are driven by RemediationVerified timers.
+        return view, ()
     raise AssertionError(f"unhandled review event {type(event).__name__}")  # pragma: no cover
 
 
