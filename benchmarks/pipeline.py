@@ -3,9 +3,11 @@
     deploy/local/stack up && eval "$(deploy/local/stack env | sed 's/^/export /')"
     .venv/bin/python benchmarks/pipeline.py [--incidents 1000]
 
-Produces N generic incidents to a fresh ``incidents.raw`` topic, then measures how long until every review is in
-MongoDB and follow-up has counted them all; prints throughput, latency percentiles (produce acknowledged -> review
-stored) and each service's resident memory and CPU time. Uses its own topics and database; cleans the database up.
+Produces N generic incidents to a fresh ``incidents.raw`` topic (all at once, or open-loop at ``--rate`` per second),
+then measures, from the events on Kafka, how long until every ``ReviewOpened`` is on ``reviews.events`` and
+follow-up has counted them all; prints throughput, latency percentiles (produce acknowledged -> ``ReviewOpened``
+published), whether the backlog stayed bounded, and each service's resident memory and CPU time. Uses its own topics
+and database; drops the database at the end.
 """
 
 import argparse
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,38 +67,74 @@ def incident(number: int, run: str) -> bytes:
     ).encode()
 
 
-async def produce(bootstrap: str, topic: str, count: int, run: str) -> dict[str, float]:
-    """Produce all incidents; returns each incident key's acknowledgement time (epoch seconds)."""
+async def produce(bootstrap: str, topic: str, count: int, run: str, rate: float | None) -> dict[str, float]:
+    """Produce all incidents, at once or open-loop at ``rate`` per second; returns each key's acknowledgement time.
+
+    Open loop: each incident is sent at its scheduled time whatever the pipeline's progress, as an alert storm does.
+    """
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
     acked: dict[str, float] = {}
+
+    def record_ack(key: str) -> Any:
+        return lambda _future: acked.__setitem__(key, time.time())
+
     try:
         futures = []
+        begin = time.monotonic()
         for number in range(count):
+            if rate is not None:
+                delay = begin + number / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             future = await producer.send(
                 topic, incident(number, run), key=str(number).encode(), headers=[("source", b"generic")]
             )
-            futures.append((f"generic:{run}-{number}", future))
-        for key, future in futures:
-            await future
-            acked[key] = time.time()
+            future.add_done_callback(record_ack(f"generic:{run}-{number}"))
+            futures.append(future)
+        await asyncio.gather(*futures)
     finally:
         await producer.stop()
     return acked
 
 
-async def wait_for_reviews(uri: str, database: str, count: int, timeout: float) -> list[dict[str, Any]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
+async def wait_for_opened(bootstrap: str, topic: str, count: int, timeout: float) -> dict[str, float]:
+    """Each incident key's ``ReviewOpened`` publication time, read from ``reviews.events`` (the database is not polled:
+    polling it would load the very server being measured). The record's timestamp is the relay's send time."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    opened: dict[str, float] = {}
     try:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if await client[database].reviews.count_documents({}) >= count:
-                break
-            await asyncio.sleep(0.2)
-        return await client[database].reviews.find({}, {"incident_key": 1, "created_at": 1}).to_list()
+        while len(opened) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+            for records in batches.values():
+                for record in records:
+                    event = json.loads(record.value or b"{}")
+                    if event.get("type") == "ReviewOpened":
+                        opened.setdefault(event["incident_key"], record.timestamp / 1000)
     finally:
+        await consumer.stop()
+    return opened
+
+
+async def drop_database(uri: str, database: str) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+    try:
         await client.drop_database(database)
+    finally:
         await client.close()
+
+
+async def produce_and_wait(
+    bootstrap: str, run: str, count: int, rate: float | None, timeout: float
+) -> tuple[dict[str, float], dict[str, float], float]:
+    waiting = asyncio.create_task(wait_for_opened(bootstrap, f"reviews.events.{run}", count, timeout))
+    acked = await produce(bootstrap, f"incidents.raw.{run}", count, run, rate)
+    produced = time.time()
+    return acked, await waiting, produced
 
 
 def followup_counted(port: int) -> float:
@@ -112,6 +150,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--incidents", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--rate", type=float, help="open loop: produce this many incidents per second (default: at once)"
+    )
     args = parser.parse_args()
     bootstrap, uri = os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["MONGODB_URI"]
     run = uuid.uuid4().hex[:8]
@@ -150,11 +191,9 @@ def main() -> int:
         idle = {name: proc_figures(process.pid) for name, process in processes.items()}
 
         started = time.time()
-        acked = asyncio.run(produce(bootstrap, f"incidents.raw.{run}", args.incidents, run))
-        produced = time.time()
-        reviews = asyncio.run(wait_for_reviews(uri, f"bench_{run}", args.incidents, args.timeout))
-        stored = time.time()
-        while followup_counted(ports["followup"]) < len(reviews) and time.time() - stored < 60:
+        acked, opened, produced = asyncio.run(produce_and_wait(bootstrap, run, args.incidents, args.rate, args.timeout))
+        stored = max(opened.values(), default=time.time())
+        while followup_counted(ports["followup"]) < len(opened) and time.time() - stored < 60:
             time.sleep(0.2)
         counted = time.time()
         busy = {name: proc_figures(process.pid) for name, process in processes.items()}
@@ -163,24 +202,29 @@ def main() -> int:
             process.send_signal(signal.SIGTERM)
         for process in processes.values():
             process.wait(timeout=30)
+        asyncio.run(drop_database(uri, f"bench_{run}"))
 
-    latencies = sorted(
-        (review["created_at"].timestamp() - acked[review["incident_key"]])
-        for review in reviews
-        if review["incident_key"] in acked
-    )
+    latencies = sorted(opened[key] - acked[key] for key in opened if key in acked)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    # Bounded backlog: the latency of the last tenth is no worse than twice that of the first tenth (plus slack).
+    by_produce = [opened[key] - acked[key] for key in sorted(acked, key=acked.__getitem__) if key in opened]
+    tenth = max(1, len(by_produce) // 10)
+    first, last = statistics.median(by_produce[:tenth] or [0.0]), statistics.median(by_produce[-tenth:] or [0.0])
+    bounded = last <= 2 * first + 0.5
     print(f"run {run} at {datetime.now(UTC):%Y-%m-%d %H:%M}Z, {os.cpu_count()} cores")
     print(f"incidents produced          {args.incidents} in {produced - started:.2f} s")
-    print(f"reviews stored              {len(reviews)} ({len(reviews) / (stored - started):.0f}/s end to end)")
+    mode = f"open loop at {args.rate:g}/s" if args.rate else "all at once"
+    print(f"ReviewOpened published      {len(opened)} ({len(opened) / (stored - started):.0f}/s end to end, {mode})")
     print(f"all counted by follow-up    {counted - started:.2f} s after the first produce")
     print(
-        f"latency ack->review stored  p50 {quantiles[49]:.3f} s  p95 {quantiles[94]:.3f} s  max {latencies[-1]:.3f} s"
+        f"latency ack->ReviewOpened   p50 {quantiles[49]:.3f} s  p99 {quantiles[98]:.3f} s  max {latencies[-1]:.3f} s"
     )
+    backlog = ("bounded" if bounded else "GROWING") if args.rate else "n/a (all at once: a queue by design)"
+    print(f"backlog                     {backlog} (median latency: first tenth {first:.3f} s, last {last:.3f} s)")
     for name in SERVICES:
         (idle_rss, idle_cpu), (rss, cpu) = idle[name], busy[name]
         print(f"{name:<9} RSS idle {idle_rss:6.1f} MiB, after {rss:6.1f} MiB; CPU for the run {cpu - idle_cpu:6.2f} s")
-    return 0 if len(reviews) == args.incidents else 1
+    return 0 if len(opened) == args.incidents else 1
 
 
 if __name__ == "__main__":
