@@ -7,7 +7,6 @@ replicas fire each one once.
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +25,7 @@ from services.followup.domain.projection import (
     ReviewView,
 )
 from services.followup.domain.timers import PlannedTimer
+from services.followup.ports import ClaimedTimer, StoredTimers, ViewChange
 
 TRACKED_REVIEWS = "followup_reviews"
 TIMERS = "timers"
@@ -35,10 +35,6 @@ INDEX_NOT_FOUND = 27
 UNFIRED_BY_DUE = [("fired_at", ASCENDING), ("due_at", ASCENDING), ("_id", ASCENDING)]
 
 Document = dict[str, Any]
-# The timers of one review as stored, fired ones included: timer id -> document.
-StoredTimers = dict[str, Document]
-# A view this replica stored: what it replaced (None: nothing) and what it is now.
-ViewChange = tuple[ReviewView | None, ReviewView]
 # Changes kept for the gauges between two counts; past this many the next refresh counts instead (bounded memory).
 CHANGES_KEPT = 10_000
 
@@ -161,26 +157,6 @@ class ReviewViewRepository:
 
 def _due_by(field: str, now: datetime) -> Document:
     return {"$and": [{"$ne": [{"$ifNull": [field, None]}, None]}, {"$lte": [field, now]}]}
-
-
-@dataclass(frozen=True)
-class ClaimedTimer:
-    """A due timer this replica holds the lease on, with the event its firing publishes."""
-
-    timer_id: str
-    review_id: str
-    kind: str
-    subject: str
-    level: int
-    due_at: datetime
-    event_id: str
-    event_type: str
-    payload: str
-    attempts: int
-    expires_at: datetime | None = None
-
-    def expired(self, now: datetime) -> bool:
-        return self.expires_at is not None and self.expires_at <= now
 
 
 class TimerRepository:

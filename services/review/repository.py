@@ -15,7 +15,6 @@ a server that does not stop early scans the group's entries in the window).
 
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -26,7 +25,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from schemas import ReviewEvent, ReviewStatus, Severity
+from schemas import ReviewEvent, ReviewStatus
 from services.review.domain.record import Review
 from services.review.domain.recurrence import (
     RecurrenceGroup,
@@ -34,6 +33,7 @@ from services.review.domain.recurrence import (
     occurrence_order,
     recurrence_groups,
 )
+from services.review.ports import OutboxEntry, ReviewFilter, ReviewNotFoundError, StaleVersionError
 
 REVIEWS = "reviews"
 OUTBOX = "review_outbox"
@@ -56,57 +56,26 @@ T = TypeVar("T")
 UNFINISHED = (ReviewStatus.OPEN, ReviewStatus.IN_REVIEW)
 
 
-class ReviewNotFoundError(LookupError):
-    pass
-
-
-class StaleVersionError(Exception):
-    """The review changed since the writer read it."""
-
-    def __init__(self, review_id: str, read_version: int, current_version: int) -> None:
-        super().__init__(f"review {review_id} is at version {current_version}, not {read_version}")
-        self.review_id = review_id
-        self.read_version = read_version
-        self.current_version = current_version
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    event_id: str
-    topic: str
-    key: str
-    payload: str
-    event_type: str
-
-
-@dataclass(frozen=True)
-class ReviewFilter:
-    statuses: Sequence[ReviewStatus] = ()
-    severities: Sequence[Severity] = ()
-    service: str | None = None
-    team: str | None = None
-    overdue: bool | None = None
-    title_contains: str | None = None
-
-    def query(self, now: datetime) -> Document:
-        query: Document = {}
-        if self.statuses:
-            query["status"] = {"$in": [str(status) for status in self.statuses]}
-        if self.severities:
-            query["incident.severity"] = {"$in": [str(severity) for severity in self.severities]}
-        if self.service is not None:
-            query["incident.service"] = self.service
-        if self.team is not None:
-            query["incident.team"] = self.team
-        if self.title_contains:
-            # Escaped: the text is searched for as typed, never interpreted as a pattern.
-            query["incident.title"] = {"$regex": re.escape(self.title_contains), "$options": "i"}
-        overdue = {"due_at": {"$lt": now}, "status": {"$in": [str(status) for status in UNFINISHED]}}
-        if self.overdue is True:
-            query["$and"] = [overdue]
-        elif self.overdue is False:
-            query["$nor"] = [overdue]
-        return query
+def filter_query(where: ReviewFilter, now: datetime) -> Document:
+    """The MongoDB query for a listing's filter (``overdue`` judged at ``now``)."""
+    query: Document = {}
+    if where.statuses:
+        query["status"] = {"$in": [str(status) for status in where.statuses]}
+    if where.severities:
+        query["incident.severity"] = {"$in": [str(severity) for severity in where.severities]}
+    if where.service is not None:
+        query["incident.service"] = where.service
+    if where.team is not None:
+        query["incident.team"] = where.team
+    if where.title_contains:
+        # Escaped: the text is searched for as typed, never interpreted as a pattern.
+        query["incident.title"] = {"$regex": re.escape(where.title_contains), "$options": "i"}
+    overdue = {"due_at": {"$lt": now}, "status": {"$in": [str(status) for status in UNFINISHED]}}
+    if where.overdue is True:
+        query["$and"] = [overdue]
+    elif where.overdue is False:
+        query["$nor"] = [overdue]
+    return query
 
 
 def _group_filter(group: RecurrenceGroup) -> Document:
@@ -327,7 +296,7 @@ class ReviewRepository:
 
     async def find(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> tuple[list[Review], int]:
         """One page of reviews, newest first, and how many match in all."""
-        query = where.query(now)
+        query = filter_query(where, now)
         total = await self.reviews.count_documents(query)
         cursor = self.reviews.find(query).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
         documents = await cursor.skip(offset).limit(limit).to_list(length=limit)
