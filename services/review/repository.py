@@ -13,10 +13,9 @@ stored before heads existed asks the index, whose filter and sort it matches (Mo
 a server that does not stop early scans the group's entries in the window).
 """
 
-import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pymongo
 from pymongo import ASCENDING, DESCENDING
@@ -25,7 +24,17 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from schemas import ReviewEvent, ReviewStatus
+from schemas import ReviewEvent
+from services.review.documents import (
+    Document,
+    filter_query,
+    group_filter,
+    head_document,
+    head_order,
+    outbox_document,
+    review_from_document,
+    review_to_document,
+)
 from services.review.domain.record import Review
 from services.review.domain.recurrence import (
     RecurrenceGroup,
@@ -49,67 +58,7 @@ REPLACED_INDEXES = {
     OUTBOX: ("unsent_in_version_order",),
 }
 
-Document = dict[str, Any]
 T = TypeVar("T")
-
-# Statuses in which a review is still being written: past its due date there, it is overdue.
-UNFINISHED = (ReviewStatus.OPEN, ReviewStatus.IN_REVIEW)
-
-
-def filter_query(where: ReviewFilter, now: datetime) -> Document:
-    """The MongoDB query for a listing's filter (``overdue`` judged at ``now``)."""
-    query: Document = {}
-    if where.statuses:
-        query["status"] = {"$in": [str(status) for status in where.statuses]}
-    if where.severities:
-        query["incident.severity"] = {"$in": [str(severity) for severity in where.severities]}
-    if where.service is not None:
-        query["incident.service"] = where.service
-    if where.team is not None:
-        query["incident.team"] = where.team
-    if where.title_contains:
-        # Escaped: the text is searched for as typed, never interpreted as a pattern.
-        query["incident.title"] = {"$regex": re.escape(where.title_contains), "$options": "i"}
-    overdue = {"due_at": {"$lt": now}, "status": {"$in": [str(status) for status in UNFINISHED]}}
-    if where.overdue is True:
-        query["$and"] = [overdue]
-    elif where.overdue is False:
-        query["$nor"] = [overdue]
-    return query
-
-
-def _group_filter(group: RecurrenceGroup) -> Document:
-    if group.matched_on == "fingerprint":
-        return {"incident.fingerprint": group.fingerprint}
-    return {"incident.service": group.service, "title_key": group.title_key}
-
-
-def _head(document: Document) -> Document:
-    """A group's head: its latest occurrence, by the fields ``occurrence_order`` compares."""
-    return {
-        "review_id": document["_id"],
-        "resolved_at": document["incident"]["resolved_at"],
-        "created_at": document["created_at"],
-    }
-
-
-def _head_order(head: Document) -> tuple[datetime, datetime, str]:
-    return occurrence_order(head["resolved_at"], head["created_at"], head["review_id"])
-
-
-def _outbox_entry(event: ReviewEvent, topic: str, seq: int, now: datetime) -> Document:
-    return {
-        "_id": str(event.event_id),
-        "topic": topic,
-        "key": event.review_id,
-        "event_type": type(event).__name__,
-        "payload": event.model_dump_json(),
-        "version": event.version,
-        # Orders the events one transaction writes (e.g. ReviewOpened before ReviewRecurred at the same version).
-        "seq": seq,
-        "created_at": now,
-        "sent_at": None,
-    }
 
 
 # How long one transaction may take, its retries included. Ours take milliseconds; a write conflict with a transaction
@@ -176,13 +125,13 @@ class ReviewRepository:
         self, session: AsyncClientSession, events: Sequence[ReviewEvent], topic: str, now: datetime
     ) -> None:
         await self.outbox.insert_many(
-            [_outbox_entry(event, topic, seq, now) for seq, event in enumerate(events)], session=session
+            [outbox_document(event, topic, seq, now) for seq, event in enumerate(events)], session=session
         )
 
     async def _update(self, session: AsyncClientSession, review: Review, read_version: int) -> None:
         if review.version != read_version + 1:
             raise ValueError(f"a change must move review {review.id} from version {read_version} to the next")
-        fields = review.to_document()
+        fields = review_to_document(review)
         del fields["_id"], fields["version"]
         result = await self.reviews.update_one(
             {"_id": review.id, "version": read_version},
@@ -229,17 +178,15 @@ class ReviewRepository:
             head = await self.recurrence_heads.find_one({"_id": group.key}, session=session)
             if head is None:
                 # A group without a head (its reviews were stored before heads existed): its latest review, once.
-                latest = await self.reviews.find_one(
-                    _group_filter(group), sort=LATEST_OCCURRENCE_FIRST, session=session
-                )
+                latest = await self.reviews.find_one(group_filter(group), sort=LATEST_OCCURRENCE_FIRST, session=session)
                 if latest is None:
                     continue
-                head = _head(latest)
+                head = head_document(latest)
             else:
                 new = occurrence_order(review.incident.resolved_at, review.created_at, review.id)
-                if new <= _head_order(head):
+                if new <= head_order(head):
                     continue
-                head = _head(review.to_document())
+                head = head_document(review_to_document(review))
             await self.recurrence_heads.replace_one({"_id": group.key}, head, upsert=True, session=session)
 
     async def open_review(
@@ -259,7 +206,7 @@ class ReviewRepository:
 
         async def work(session: AsyncClientSession) -> bool:
             try:
-                await self.reviews.insert_one(review.to_document(), session=session)
+                await self.reviews.insert_one(review_to_document(review), session=session)
             except DuplicateKeyError:
                 await session.abort_transaction()
                 return False
@@ -284,7 +231,7 @@ class ReviewRepository:
 
     async def get(self, review_id: str) -> Review | None:
         document = await self.reviews.find_one({"_id": review_id})
-        return Review.from_document(document) if document is not None else None
+        return review_from_document(document) if document is not None else None
 
     async def incident_keys_with_review(self, incident_keys: Iterable[str]) -> set[str]:
         """Those of ``incident_keys`` that have a review: one query (the unique index) for a batch of incidents."""
@@ -300,7 +247,7 @@ class ReviewRepository:
         total = await self.reviews.count_documents(query)
         cursor = self.reviews.find(query).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
         documents = await cursor.skip(offset).limit(limit).to_list(length=limit)
-        return [Review.from_document(document) for document in documents], total
+        return [review_from_document(document) for document in documents], total
 
     async def earlier_occurrence(self, query: RecurrenceQuery) -> Review | None:
         """The latest earlier review matching by fingerprint, else by service and normalised title."""
@@ -317,19 +264,19 @@ class ReviewRepository:
                 return None  # the group's latest occurrence is older than the window: so is every other
             document = await self.reviews.find_one({"_id": head["review_id"]})
             if document is not None:
-                return Review.from_document(document)
+                return review_from_document(document)
         # No head yet, or this incident was resolved before its group's latest one: the index, latest first. Two
         # entries, because a redelivered incident finds its own review (which it must not link to).
         cursor = (
             self.reviews.find(
-                {**_group_filter(group), "incident.resolved_at": {"$gte": query.since, "$lte": query.until}}
+                {**group_filter(group), "incident.resolved_at": {"$gte": query.since, "$lte": query.until}}
             )
             .sort(LATEST_OCCURRENCE_FIRST)
             .limit(2)
         )
         async for document in cursor:
             if document["_id"] != query.review_id:
-                return Review.from_document(document)
+                return review_from_document(document)
         return None
 
     async def unsent(self, limit: int) -> list[OutboxEntry]:

@@ -19,12 +19,12 @@ from pymongo.errors import AutoReconnect, ConnectionFailure
 from schemas import IncidentClosed, ReviewEvent
 from servicekit.batches import undecoded
 from services.review.app import subscribe_consumer
+from services.review.documents import UNFINISHED
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import Review
 from services.review.domain.recurrence import RecurrenceQuery
 from services.review.metrics import ReviewMetrics
 from services.review.ports import ReviewFilter, ReviewNotFoundError, StaleVersionError
-from services.review.repository import UNFINISHED
 from services.review.service import ReviewService
 from services.review.settings import ReviewSettings
 from tests.unit.review.builders import RESOLVED, incident
