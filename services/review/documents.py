@@ -1,4 +1,4 @@
-"""How reviews and their outbox entries are stored in MongoDB: documents, and the queries that find them.
+"""How reviews and their outbox entries are stored in MongoDB: their documents, and the listing's query.
 
 A review is stored as its model's fields with ``id`` as ``_id``. Fields added later carry defaults in the model, so
 documents written by an older version still load. ``docs/review.md`` shows the shape.
@@ -10,7 +10,6 @@ from typing import Any
 
 from schemas import ReviewEvent, ReviewStatus
 from services.review.domain.record import Review
-from services.review.domain.recurrence import RecurrenceGroup, occurrence_order
 from services.review.ports import ReviewFilter
 
 Document = dict[str, Any]
@@ -51,25 +50,6 @@ def filter_query(where: ReviewFilter, now: datetime) -> Document:
     elif where.overdue is False:
         query["$nor"] = [overdue]
     return query
-
-
-def group_filter(group: RecurrenceGroup) -> Document:
-    if group.matched_on == "fingerprint":
-        return {"incident.fingerprint": group.fingerprint}
-    return {"incident.service": group.service, "title_key": group.title_key}
-
-
-def head_document(document: Document) -> Document:
-    """A group's head: its latest occurrence, by the fields ``occurrence_order`` compares."""
-    return {
-        "review_id": document["_id"],
-        "resolved_at": document["incident"]["resolved_at"],
-        "created_at": document["created_at"],
-    }
-
-
-def head_order(head: Document) -> tuple[datetime, datetime, str]:
-    return occurrence_order(head["resolved_at"], head["created_at"], head["review_id"])
 
 
 def outbox_document(event: ReviewEvent, topic: str, seq: int, now: datetime) -> Document:

@@ -5,12 +5,7 @@ the other. A change is a conditional update on the version the writer read (``{_
 ``$inc: {version: 1}``): when someone else wrote first, nothing matches and the writer learns the current version
 instead of overwriting their change.
 
-Finding a recurrence's earlier occurrence costs the same however many reviews are stored: each recurrence group
-(fingerprint, or service and normalised title) has a small head document in ``review_recurrence_heads`` naming its
-latest occurrence, kept in the transaction that opens a review. The head answers the look-up with two reads by id
-whenever it lies in the window; only an incident resolved before its group's latest one (it arrived late) or a group
-stored before heads existed asks the index, whose filter and sort it matches (MongoDB stops after the first entries;
-a server that does not stop early scans the group's entries in the window).
+Finding a recurrence's earlier occurrence costs the same however many reviews are stored: see ``recurrence_heads``.
 """
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -25,24 +20,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from schemas import ReviewEvent
-from services.review.documents import (
-    Document,
-    filter_query,
-    group_filter,
-    head_document,
-    head_order,
-    outbox_document,
-    review_from_document,
-    review_to_document,
-)
+from services.review.documents import Document, filter_query, outbox_document, review_from_document, review_to_document
 from services.review.domain.record import Review
-from services.review.domain.recurrence import (
-    RecurrenceGroup,
-    RecurrenceQuery,
-    occurrence_order,
-    recurrence_groups,
-)
+from services.review.domain.recurrence import RecurrenceQuery
 from services.review.ports import OutboxEntry, ReviewFilter, ReviewNotFoundError, StaleVersionError
+from services.review.recurrence_heads import LATEST_OCCURRENCE_FIRST, RecurrenceHeads
 
 REVIEWS = "reviews"
 OUTBOX = "review_outbox"
@@ -50,8 +32,6 @@ RELAY_LEASE = "review_outbox_lease"
 RECURRENCE_HEADS = "review_recurrence_heads"
 INDEX_NOT_FOUND = 27
 
-# Latest occurrence first (see ``occurrence_order``): the recurrence indexes end in these keys, so they serve the sort.
-LATEST_OCCURRENCE_FIRST = [("incident.resolved_at", DESCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]
 # Indexes replaced by ones that serve a whole sort (with its tie-break): dropped so writes do not maintain both.
 REPLACED_INDEXES = {
     REVIEWS: ("recurrence_fingerprint", "recurrence_service_title"),
@@ -80,6 +60,7 @@ class ReviewRepository:
         self.outbox: AsyncCollection[Document] = database[OUTBOX]
         self.relay_lease: AsyncCollection[Document] = database[RELAY_LEASE]
         self.recurrence_heads: AsyncCollection[Document] = database[RECURRENCE_HEADS]
+        self._recurrence = RecurrenceHeads(self.reviews, self.recurrence_heads)
 
     async def ensure_indexes(self) -> None:
         await self.reviews.create_index([("incident_key", ASCENDING)], unique=True, name="one_review_per_incident")
@@ -172,23 +153,6 @@ class ReviewRepository:
         if result.matched_count == 0:
             await self._stale(session, earlier.id, read_version)
 
-    async def _advance_heads(self, session: AsyncClientSession, review: Review) -> None:
-        """Make ``review`` the head of its recurrence groups where it is their latest occurrence."""
-        for group in recurrence_groups(review):
-            head = await self.recurrence_heads.find_one({"_id": group.key}, session=session)
-            if head is None:
-                # A group without a head (its reviews were stored before heads existed): its latest review, once.
-                latest = await self.reviews.find_one(group_filter(group), sort=LATEST_OCCURRENCE_FIRST, session=session)
-                if latest is None:
-                    continue
-                head = head_document(latest)
-            else:
-                new = occurrence_order(review.incident.resolved_at, review.created_at, review.id)
-                if new <= head_order(head):
-                    continue
-                head = head_document(review_to_document(review))
-            await self.recurrence_heads.replace_one({"_id": group.key}, head, upsert=True, session=session)
-
     async def open_review(
         self,
         review: Review,
@@ -212,7 +176,7 @@ class ReviewRepository:
                 return False
             if linked_earlier is not None:
                 await self._link_earlier(session, *linked_earlier, recurrence_id=review.id)
-            await self._advance_heads(session, review)
+            await self._recurrence.advance(session, review)
             await self._write_events(session, events, topic, now)
             return True
 
@@ -252,31 +216,9 @@ class ReviewRepository:
     async def earlier_occurrence(self, query: RecurrenceQuery) -> Review | None:
         """The latest earlier review matching by fingerprint, else by service and normalised title."""
         for group in query.groups:
-            found = await self._latest_in(group, query)
+            found = await self._recurrence.latest_in(group, query)
             if found is not None:
                 return found
-        return None
-
-    async def _latest_in(self, group: RecurrenceGroup, query: RecurrenceQuery) -> Review | None:
-        head = await self.recurrence_heads.find_one({"_id": group.key})
-        if head is not None and head["review_id"] != query.review_id and head["resolved_at"] <= query.until:
-            if head["resolved_at"] < query.since:
-                return None  # the group's latest occurrence is older than the window: so is every other
-            document = await self.reviews.find_one({"_id": head["review_id"]})
-            if document is not None:
-                return review_from_document(document)
-        # No head yet, or this incident was resolved before its group's latest one: the index, latest first. Two
-        # entries, because a redelivered incident finds its own review (which it must not link to).
-        cursor = (
-            self.reviews.find(
-                {**group_filter(group), "incident.resolved_at": {"$gte": query.since, "$lte": query.until}}
-            )
-            .sort(LATEST_OCCURRENCE_FIRST)
-            .limit(2)
-        )
-        async for document in cursor:
-            if document["_id"] != query.review_id:
-                return review_from_document(document)
         return None
 
     async def unsent(self, limit: int) -> list[OutboxEntry]:

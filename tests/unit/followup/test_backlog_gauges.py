@@ -11,7 +11,7 @@ from services.followup.domain.backlog import Backlog, backlog_from_counts, with_
 from services.followup.domain.projection import ReviewView, apply_event
 from services.followup.metrics import FollowupMetrics
 from services.followup.ports import ViewChange
-from services.followup.repository import ReviewViewRepository
+from services.followup.review_views import ReviewViewRepository
 from tests.unit.followup.builders import DAY, T0, ReviewStory
 
 EMPTY = backlog_from_counts(reviews_open={}, reviews_overdue={}, action_items_open={}, action_items_overdue={})
