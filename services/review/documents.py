@@ -8,14 +8,12 @@ import re
 from datetime import datetime
 from typing import Any
 
-from schemas import ReviewEvent, ReviewStatus
+from schemas import ReviewEvent
 from services.review.domain.record import Review
+from services.review.domain.workflow import BEFORE_PUBLICATION
 from services.review.ports import ReviewFilter
 
 Document = dict[str, Any]
-
-# Statuses in which a review is still being written: past its due date there, it is overdue.
-UNFINISHED = (ReviewStatus.OPEN, ReviewStatus.IN_REVIEW)
 
 
 def review_to_document(review: Review) -> Document:
@@ -44,7 +42,8 @@ def filter_query(where: ReviewFilter, now: datetime) -> Document:
     if where.title_contains:
         # Escaped: the text is searched for as typed, never interpreted as a pattern.
         query["incident.title"] = {"$regex": re.escape(where.title_contains), "$options": "i"}
-    overdue = {"due_at": {"$lt": now}, "status": {"$in": [str(status) for status in UNFINISHED]}}
+    # ``is_overdue``, as a query (a missing due date never compares as before a date).
+    overdue = {"due_at": {"$lte": now}, "status": {"$in": sorted(str(status) for status in BEFORE_PUBLICATION)}}
     if where.overdue is True:
         query["$and"] = [overdue]
     elif where.overdue is False:

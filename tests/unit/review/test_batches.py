@@ -19,10 +19,10 @@ from pymongo.errors import AutoReconnect, ConnectionFailure
 from schemas import IncidentClosed, ReviewEvent
 from servicekit.batches import undecoded
 from services.review.app import subscribe_consumer
-from services.review.documents import UNFINISHED
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import Review
 from services.review.domain.recurrence import RecurrenceQuery
+from services.review.domain.workflow import is_overdue
 from services.review.metrics import ReviewMetrics
 from services.review.ports import ReviewFilter, ReviewNotFoundError, StaleVersionError
 from services.review.service import ReviewService
@@ -98,7 +98,7 @@ class InMemoryReviews:
 
     async def find(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> tuple[list[Review], int]:
         def shown(review: Review) -> bool:
-            overdue = review.status in UNFINISHED and review.due_at is not None and review.due_at < now
+            overdue = is_overdue(review, now)
             return (
                 (not where.statuses or review.status in where.statuses)
                 and (not where.severities or review.incident.severity in where.severities)
