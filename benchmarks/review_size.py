@@ -23,6 +23,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from schemas import IncidentClosed, Severity
+from services.review.documents import review_to_document
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import open_review
 from services.review.metrics import ReviewMetrics
@@ -86,7 +87,7 @@ async def measure(sizes: list[int], incidents: int, uri: str) -> None:
                 for _ in range(min(SEED_BATCH, size - stored)):
                     closed = incident(run, number)
                     number += 1
-                    batch.append(open_review(closed, policy.decide(closed), datetime.now(UTC))[0].to_document())
+                    batch.append(review_to_document(open_review(closed, policy.decide(closed), datetime.now(UTC))[0]))
                 await repository.reviews.insert_many(batch)
                 stored += len(batch)
             for _ in range(SERVICES):  # untimed: one per service

@@ -26,7 +26,7 @@ from faststream.message import StreamMessage
 from servicekit.dead_letters import DeadLetters
 from servicekit.failures import describe, is_outage
 from servicekit.headers import decodable_value
-from servicekit.service_settings import ServiceSettings
+from servicekit.service_settings import ATTEMPT_ALLOWANCE_SECONDS, ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,6 @@ Records = Sequence[ConsumerRecord[Any, Any]]
 
 # Kafka's own default: a consumer that does not come back for more records within this long leaves the group.
 KAFKA_MAX_POLL_INTERVAL_MS = 300_000
-# What one attempt at a record may take, on top of the pauses between attempts, when sizing the poll interval.
-ATTEMPT_ALLOWANCE_SECONDS = 1.0
 
 
 class RecordBatchHandler(Protocol):
@@ -44,15 +42,31 @@ class RecordBatchHandler(Protocol):
         ...
 
 
-def max_poll_interval_ms(batch_max_records: int, max_attempts: int, backoff_seconds: float) -> int:
-    """Long enough for a batch whose every record fails all its attempts, never shorter than Kafka's default.
+def max_poll_interval_ms(
+    batch_max_records: int,
+    max_attempts: int,
+    backoff_seconds: float,
+    attempt_seconds: float = ATTEMPT_ALLOWANCE_SECONDS,
+) -> int:
+    """Long enough for a batch whose every record fails all its attempts (each taking up to ``attempt_seconds``, on
+    top of the pauses between them), never shorter than Kafka's default.
 
     A batch that outlasts the poll interval makes the consumer leave its group: its commit would fail and the same
     batch would be handed out again and again. A dead consumer is still noticed by its heartbeats, not by this.
     """
     pauses = backoff_seconds * max_attempts * (max_attempts - 1) / 2
-    worst_record = pauses + max_attempts * ATTEMPT_ALLOWANCE_SECONDS
+    worst_record = pauses + max_attempts * attempt_seconds
     return max(KAFKA_MAX_POLL_INTERVAL_MS, math.ceil(batch_max_records * worst_record * 1000))
+
+
+def max_poll_interval_for(settings: ServiceSettings) -> int:
+    """``max_poll_interval_ms`` for a service's batch size, retries and attempt allowance."""
+    return max_poll_interval_ms(
+        settings.batch_max_records,
+        settings.max_attempts,
+        settings.retry_backoff_seconds,
+        settings.attempt_allowance_seconds,
+    )
 
 
 async def undecoded(message: StreamMessage[Any]) -> bytes:
@@ -134,9 +148,7 @@ def subscribe_batches(
         auto_offset_reset="earliest",
         batch=True,
         max_records=settings.batch_max_records,
-        max_poll_interval_ms=max_poll_interval_ms(
-            settings.batch_max_records, settings.max_attempts, settings.retry_backoff_seconds
-        ),
+        max_poll_interval_ms=max_poll_interval_for(settings),
         parser=tolerant_batch_parser,
         decoder=undecoded,
     )(on_batch)

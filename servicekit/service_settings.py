@@ -3,6 +3,9 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
+# What one attempt at a record is allowed, when nothing bounds it more tightly: a few round trips to MongoDB.
+ATTEMPT_ALLOWANCE_SECONDS = 1.0
+
 
 class ServiceSettings(BaseSettings):
     """The HTTP surface, shutdown and batch consumption of one service (subclasses set ``env_prefix``)."""
@@ -17,3 +20,11 @@ class ServiceSettings(BaseSettings):
     # A record that keeps failing for a reason other than an outage goes to the DLQ after this many attempts.
     max_attempts: int = Field(default=5, ge=1, le=100)
     retry_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
+
+    @property
+    def attempt_allowance_seconds(self) -> float:
+        """How long one attempt at a record may take, for sizing the consumer's poll interval (``servicekit.batches``).
+
+        A service whose attempts wait on something with its own, longer time limit (a transaction) answers that.
+        """
+        return ATTEMPT_ALLOWANCE_SECONDS

@@ -19,9 +19,10 @@ from servicekit.lifecycle import BrokerStarter, mongo_client
 from servicekit.ops import kafka_reachable, mongodb_reachable, ops_router
 from services.followup.handlers import ReviewEventConsumer
 from services.followup.metrics import FollowupMetrics
-from services.followup.repository import ReviewViewRepository, TimerRepository
+from services.followup.review_views import ReviewViewRepository
 from services.followup.scheduler import TimerScheduler, counting_sweeps, kafka_publisher
 from services.followup.settings import FollowupSettings, KafkaSettings, MongoSettings
+from services.followup.timers_store import TimerRepository
 from services.followup.tracker import ReviewTracker
 
 log = logging.getLogger(__name__)

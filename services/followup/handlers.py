@@ -26,7 +26,7 @@ from servicekit.dead_letters import DeadLetters
 from servicekit.failures import describe, is_outage
 from servicekit.retries import with_bounded_retries
 from services.followup.metrics import FollowupMetrics
-from services.followup.repository import ReviewViewRepository
+from services.followup.ports import BacklogCounter
 from services.followup.tracker import KnownReviews, ReviewTracker
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class ReviewEventConsumer:
     def __init__(
         self,
         tracker: ReviewTracker,
-        views: ReviewViewRepository,
+        views: BacklogCounter,
         dead_letters: DeadLetters,
         metrics: FollowupMetrics,
         *,

@@ -28,7 +28,7 @@ from services.followup.domain.projection import (
     ReviewCompleted,
     ReviewTracked,
 )
-from services.followup.repository import ClaimedTimer, ReviewViewRepository
+from services.followup.ports import BacklogCounter, ClaimedTimer
 
 HOUR = 3_600.0
 DAY = 86_400.0
@@ -229,7 +229,7 @@ class FollowupMetrics:
         for priority, count in backlog.action_items_overdue.items():
             self.action_items_overdue.labels(priority.value).set(count)
 
-    async def refresh_backlog(self, views: ReviewViewRepository, now: datetime) -> None:
+    async def refresh_backlog(self, views: BacklogCounter, now: datetime) -> None:
         """Count the backlog in MongoDB if it was last counted ``backlog_recount`` ago (or never); else follow changes.
 
         What start-up and timer sweeps call. One refresh at a time: a slower, older count must not overwrite a newer
@@ -241,12 +241,12 @@ class FollowupMetrics:
             else:
                 await self._follow_changes(views, now)
 
-    async def show_changes(self, views: ReviewViewRepository, now: datetime) -> None:
+    async def show_changes(self, views: BacklogCounter, now: datetime) -> None:
         """Move the gauges by the views stored since the last refresh: no query, unless nothing was counted yet."""
         async with self._refreshing:
             await self._follow_changes(views, now)
 
-    async def _follow_changes(self, views: ReviewViewRepository, now: datetime) -> None:
+    async def _follow_changes(self, views: BacklogCounter, now: datetime) -> None:
         shown = self._shown
         changes = views.take_changes()
         if shown.backlog is None or shown.counted_at is None or changes is None:
@@ -258,7 +258,7 @@ class FollowupMetrics:
         shown.backlog = backlog
         self.show_backlog(backlog)
 
-    async def _recount(self, views: ReviewViewRepository, now: datetime) -> None:
+    async def _recount(self, views: BacklogCounter, now: datetime) -> None:
         backlog = await views.backlog(now)
         self._shown.backlog, self._shown.counted_at = backlog, now
         self.show_backlog(backlog)

@@ -19,7 +19,7 @@ from faststream.kafka import KafkaBroker
 
 from servicekit.clock import Clock
 from services.followup.metrics import FollowupMetrics
-from services.followup.repository import ClaimedTimer, ReviewViewRepository, TimerRepository
+from services.followup.ports import BacklogCounter, ClaimedTimer, DueTimers
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def kafka_publisher(broker: KafkaBroker, topic: str) -> Publish:
     return publish
 
 
-def counting_sweeps(metrics: FollowupMetrics, views: ReviewViewRepository) -> AfterSweep:
+def counting_sweeps(metrics: FollowupMetrics, views: BacklogCounter) -> AfterSweep:
     """After each sweep: count what fired or expired, and recount the backlog (overdue changes with time alone)."""
 
     async def after_sweep(now: datetime, fired: list[ClaimedTimer], expired: list[ClaimedTimer]) -> None:
@@ -64,7 +64,7 @@ def counting_sweeps(metrics: FollowupMetrics, views: ReviewViewRepository) -> Af
 class TimerScheduler:
     def __init__(
         self,
-        timers: TimerRepository,
+        timers: DueTimers,
         publish: Publish,
         *,
         replica_id: str,

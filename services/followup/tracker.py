@@ -11,7 +11,7 @@ from schemas import AnyReviewEvent
 from services.followup.domain.policy import FollowupPolicy
 from services.followup.domain.projection import Applied, Outcome, ReviewView, apply_event
 from services.followup.domain.timers import plan_timers
-from services.followup.repository import ReviewViewRepository, StoredTimers, TimerRepository
+from services.followup.ports import PlannedTimers, ReviewViews, StoredTimers
 
 # Two writers of one review only meet during a consumer-group rebalance; a few retries settle it.
 MAX_CONFLICTS = 5
@@ -34,7 +34,7 @@ class ConcurrentUpdateError(RuntimeError):
 
 
 class ReviewTracker:
-    def __init__(self, views: ReviewViewRepository, timers: TimerRepository, policy: FollowupPolicy) -> None:
+    def __init__(self, views: ReviewViews, timers: PlannedTimers, policy: FollowupPolicy) -> None:
         self._views = views
         self._timers = timers
         self._policy = policy

@@ -30,7 +30,7 @@ from services.review.http_problems import (
     invalid,
     problem_response,
 )
-from services.review.repository import ReviewFilter
+from services.review.ports import ReviewFilter
 from services.review.request_guard import RequestGuard
 from services.review.service import ReviewService
 

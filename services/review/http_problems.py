@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from servicekit.failures import is_outage
 from services.review.domain.limits import RecordLimitError
 from services.review.domain.refusals import InvalidEditError, ReviewRefusedError, UnknownActionItemError
-from services.review.repository import ReviewNotFoundError, StaleVersionError
+from services.review.ports import ReviewNotFoundError, StaleVersionError
 
 # Every answer of the review app says what it is: browsers must not guess another type from the content.
 NOSNIFF = ("X-Content-Type-Options", "nosniff")

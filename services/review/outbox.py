@@ -23,7 +23,7 @@ from datetime import datetime
 
 from faststream.kafka import KafkaBroker
 
-from services.review.repository import OutboxEntry, ReviewRepository
+from services.review.ports import Outbox, OutboxEntry
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def kafka_publisher(broker: KafkaBroker) -> Publish:
 class OutboxRelay:
     def __init__(
         self,
-        repository: ReviewRepository,
+        repository: Outbox,
         publish: Publish,
         clock: Clock,
         poll_seconds: float,

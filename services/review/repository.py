@@ -5,19 +5,12 @@ the other. A change is a conditional update on the version the writer read (``{_
 ``$inc: {version: 1}``): when someone else wrote first, nothing matches and the writer learns the current version
 instead of overwriting their change.
 
-Finding a recurrence's earlier occurrence costs the same however many reviews are stored: each recurrence group
-(fingerprint, or service and normalised title) has a small head document in ``review_recurrence_heads`` naming its
-latest occurrence, kept in the transaction that opens a review. The head answers the look-up with two reads by id
-whenever it lies in the window; only an incident resolved before its group's latest one (it arrived late) or a group
-stored before heads existed asks the index, whose filter and sort it matches (MongoDB stops after the first entries;
-a server that does not stop early scans the group's entries in the window).
+Finding a recurrence's earlier occurrence costs the same however many reviews are stored: see ``recurrence_heads``.
 """
 
-import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pymongo
 from pymongo import ASCENDING, DESCENDING
@@ -26,14 +19,12 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from schemas import ReviewEvent, ReviewStatus, Severity
+from schemas import ReviewEvent
+from services.review.documents import Document, filter_query, outbox_document, review_from_document, review_to_document
 from services.review.domain.record import Review
-from services.review.domain.recurrence import (
-    RecurrenceGroup,
-    RecurrenceQuery,
-    occurrence_order,
-    recurrence_groups,
-)
+from services.review.domain.recurrence import RecurrenceQuery
+from services.review.ports import OutboxEntry, ReviewFilter, ReviewNotFoundError, StaleVersionError
+from services.review.recurrence_heads import LATEST_OCCURRENCE_FIRST, RecurrenceHeads
 
 REVIEWS = "reviews"
 OUTBOX = "review_outbox"
@@ -41,106 +32,13 @@ RELAY_LEASE = "review_outbox_lease"
 RECURRENCE_HEADS = "review_recurrence_heads"
 INDEX_NOT_FOUND = 27
 
-# Latest occurrence first (see ``occurrence_order``): the recurrence indexes end in these keys, so they serve the sort.
-LATEST_OCCURRENCE_FIRST = [("incident.resolved_at", DESCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]
 # Indexes replaced by ones that serve a whole sort (with its tie-break): dropped so writes do not maintain both.
 REPLACED_INDEXES = {
     REVIEWS: ("recurrence_fingerprint", "recurrence_service_title"),
     OUTBOX: ("unsent_in_version_order",),
 }
 
-Document = dict[str, Any]
 T = TypeVar("T")
-
-# Statuses in which a review is still being written: past its due date there, it is overdue.
-UNFINISHED = (ReviewStatus.OPEN, ReviewStatus.IN_REVIEW)
-
-
-class ReviewNotFoundError(LookupError):
-    pass
-
-
-class StaleVersionError(Exception):
-    """The review changed since the writer read it."""
-
-    def __init__(self, review_id: str, read_version: int, current_version: int) -> None:
-        super().__init__(f"review {review_id} is at version {current_version}, not {read_version}")
-        self.review_id = review_id
-        self.read_version = read_version
-        self.current_version = current_version
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    event_id: str
-    topic: str
-    key: str
-    payload: str
-    event_type: str
-
-
-@dataclass(frozen=True)
-class ReviewFilter:
-    statuses: Sequence[ReviewStatus] = ()
-    severities: Sequence[Severity] = ()
-    service: str | None = None
-    team: str | None = None
-    overdue: bool | None = None
-    title_contains: str | None = None
-
-    def query(self, now: datetime) -> Document:
-        query: Document = {}
-        if self.statuses:
-            query["status"] = {"$in": [str(status) for status in self.statuses]}
-        if self.severities:
-            query["incident.severity"] = {"$in": [str(severity) for severity in self.severities]}
-        if self.service is not None:
-            query["incident.service"] = self.service
-        if self.team is not None:
-            query["incident.team"] = self.team
-        if self.title_contains:
-            # Escaped: the text is searched for as typed, never interpreted as a pattern.
-            query["incident.title"] = {"$regex": re.escape(self.title_contains), "$options": "i"}
-        overdue = {"due_at": {"$lt": now}, "status": {"$in": [str(status) for status in UNFINISHED]}}
-        if self.overdue is True:
-            query["$and"] = [overdue]
-        elif self.overdue is False:
-            query["$nor"] = [overdue]
-        return query
-
-
-def _group_filter(group: RecurrenceGroup) -> Document:
-    if group.matched_on == "fingerprint":
-        return {"incident.fingerprint": group.fingerprint}
-    return {"incident.service": group.service, "title_key": group.title_key}
-
-
-def _head(document: Document) -> Document:
-    """A group's head: its latest occurrence, by the fields ``occurrence_order`` compares."""
-    return {
-        "review_id": document["_id"],
-        "resolved_at": document["incident"]["resolved_at"],
-        "created_at": document["created_at"],
-    }
-
-
-def _head_order(head: Document) -> tuple[datetime, datetime, str]:
-    return occurrence_order(head["resolved_at"], head["created_at"], head["review_id"])
-
-
-def _outbox_entry(event: ReviewEvent, topic: str, seq: int, now: datetime) -> Document:
-    return {
-        "_id": str(event.event_id),
-        "topic": topic,
-        "key": event.review_id,
-        "event_type": type(event).__name__,
-        "payload": event.model_dump_json(),
-        "version": event.version,
-        # Orders the events one transaction writes (e.g. ReviewOpened before ReviewRecurred at the same version).
-        "seq": seq,
-        "created_at": now,
-        "sent_at": None,
-    }
 
 
 # How long one transaction may take, its retries included. Ours take milliseconds; a write conflict with a transaction
@@ -162,6 +60,7 @@ class ReviewRepository:
         self.outbox: AsyncCollection[Document] = database[OUTBOX]
         self.relay_lease: AsyncCollection[Document] = database[RELAY_LEASE]
         self.recurrence_heads: AsyncCollection[Document] = database[RECURRENCE_HEADS]
+        self._recurrence = RecurrenceHeads(self.reviews, self.recurrence_heads)
 
     async def ensure_indexes(self) -> None:
         await self.reviews.create_index([("incident_key", ASCENDING)], unique=True, name="one_review_per_incident")
@@ -207,13 +106,13 @@ class ReviewRepository:
         self, session: AsyncClientSession, events: Sequence[ReviewEvent], topic: str, now: datetime
     ) -> None:
         await self.outbox.insert_many(
-            [_outbox_entry(event, topic, seq, now) for seq, event in enumerate(events)], session=session
+            [outbox_document(event, topic, seq, now) for seq, event in enumerate(events)], session=session
         )
 
     async def _update(self, session: AsyncClientSession, review: Review, read_version: int) -> None:
         if review.version != read_version + 1:
             raise ValueError(f"a change must move review {review.id} from version {read_version} to the next")
-        fields = review.to_document()
+        fields = review_to_document(review)
         del fields["_id"], fields["version"]
         result = await self.reviews.update_one(
             {"_id": review.id, "version": read_version},
@@ -254,25 +153,6 @@ class ReviewRepository:
         if result.matched_count == 0:
             await self._stale(session, earlier.id, read_version)
 
-    async def _advance_heads(self, session: AsyncClientSession, review: Review) -> None:
-        """Make ``review`` the head of its recurrence groups where it is their latest occurrence."""
-        for group in recurrence_groups(review):
-            head = await self.recurrence_heads.find_one({"_id": group.key}, session=session)
-            if head is None:
-                # A group without a head (its reviews were stored before heads existed): its latest review, once.
-                latest = await self.reviews.find_one(
-                    _group_filter(group), sort=LATEST_OCCURRENCE_FIRST, session=session
-                )
-                if latest is None:
-                    continue
-                head = _head(latest)
-            else:
-                new = occurrence_order(review.incident.resolved_at, review.created_at, review.id)
-                if new <= _head_order(head):
-                    continue
-                head = _head(review.to_document())
-            await self.recurrence_heads.replace_one({"_id": group.key}, head, upsert=True, session=session)
-
     async def open_review(
         self,
         review: Review,
@@ -290,13 +170,13 @@ class ReviewRepository:
 
         async def work(session: AsyncClientSession) -> bool:
             try:
-                await self.reviews.insert_one(review.to_document(), session=session)
+                await self.reviews.insert_one(review_to_document(review), session=session)
             except DuplicateKeyError:
                 await session.abort_transaction()
                 return False
             if linked_earlier is not None:
                 await self._link_earlier(session, *linked_earlier, recurrence_id=review.id)
-            await self._advance_heads(session, review)
+            await self._recurrence.advance(session, review)
             await self._write_events(session, events, topic, now)
             return True
 
@@ -315,7 +195,7 @@ class ReviewRepository:
 
     async def get(self, review_id: str) -> Review | None:
         document = await self.reviews.find_one({"_id": review_id})
-        return Review.from_document(document) if document is not None else None
+        return review_from_document(document) if document is not None else None
 
     async def incident_keys_with_review(self, incident_keys: Iterable[str]) -> set[str]:
         """Those of ``incident_keys`` that have a review: one query (the unique index) for a batch of incidents."""
@@ -327,40 +207,18 @@ class ReviewRepository:
 
     async def find(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> tuple[list[Review], int]:
         """One page of reviews, newest first, and how many match in all."""
-        query = where.query(now)
+        query = filter_query(where, now)
         total = await self.reviews.count_documents(query)
         cursor = self.reviews.find(query).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
         documents = await cursor.skip(offset).limit(limit).to_list(length=limit)
-        return [Review.from_document(document) for document in documents], total
+        return [review_from_document(document) for document in documents], total
 
     async def earlier_occurrence(self, query: RecurrenceQuery) -> Review | None:
         """The latest earlier review matching by fingerprint, else by service and normalised title."""
         for group in query.groups:
-            found = await self._latest_in(group, query)
+            found = await self._recurrence.latest_in(group, query)
             if found is not None:
                 return found
-        return None
-
-    async def _latest_in(self, group: RecurrenceGroup, query: RecurrenceQuery) -> Review | None:
-        head = await self.recurrence_heads.find_one({"_id": group.key})
-        if head is not None and head["review_id"] != query.review_id and head["resolved_at"] <= query.until:
-            if head["resolved_at"] < query.since:
-                return None  # the group's latest occurrence is older than the window: so is every other
-            document = await self.reviews.find_one({"_id": head["review_id"]})
-            if document is not None:
-                return Review.from_document(document)
-        # No head yet, or this incident was resolved before its group's latest one: the index, latest first. Two
-        # entries, because a redelivered incident finds its own review (which it must not link to).
-        cursor = (
-            self.reviews.find(
-                {**_group_filter(group), "incident.resolved_at": {"$gte": query.since, "$lte": query.until}}
-            )
-            .sort(LATEST_OCCURRENCE_FIRST)
-            .limit(2)
-        )
-        async for document in cursor:
-            if document["_id"] != query.review_id:
-                return Review.from_document(document)
         return None
 
     async def unsent(self, limit: int) -> list[OutboxEntry]:

@@ -28,7 +28,7 @@ from services.review.domain.record import Review, open_review
 from services.review.domain.recurrence import link_recurrence, recurrence_query
 from services.review.domain.workflow import Transition, transition
 from services.review.metrics import ReviewMetrics
-from services.review.repository import ReviewFilter, ReviewNotFoundError, ReviewRepository, StaleVersionError
+from services.review.ports import ReviewFilter, ReviewNotFoundError, ReviewStore, StaleVersionError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class _HeldAnnouncement:
 class ReviewService:
     def __init__(
         self,
-        repository: ReviewRepository,
+        repository: ReviewStore,
         policy: ReviewPolicy,
         metrics: ReviewMetrics,
         *,

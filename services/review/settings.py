@@ -43,6 +43,11 @@ class ReviewSettings(ServiceSettings):
     def dlq_topic(self) -> str:
         return dlq_topic_for(self.closed_topic)
 
+    @property
+    def attempt_allowance_seconds(self) -> float:
+        # Opening a review is a transaction, which may take up to its time limit before it fails.
+        return max(self.transaction_time_limit_seconds, super().attempt_allowance_seconds)
+
     # Larger request bodies are refused with 413 before they are read (Content-Length) or once the stream passes it.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     # Where clients reach the API (scheme, host, any path prefix a proxy adds), for the Link headers of pages.

@@ -5,7 +5,7 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from pydantic import ValidationError
 from pymongo.errors import AutoReconnect, DuplicateKeyError, ExecutionTimeout
 
-from servicekit.batches import max_poll_interval_ms
+from servicekit.batches import max_poll_interval_for, max_poll_interval_ms
 from servicekit.failures import describe, is_outage
 from servicekit.headers import encodable, text_headers
 from servicekit.retries import with_bounded_retries
@@ -20,6 +20,16 @@ def test_the_poll_interval_outlasts_a_batch_of_records_that_all_fail() -> None:
     assert max_poll_interval_ms(1, 1, 0.0) == 300_000  # never below Kafka's default
     assert ReviewSettings().batch_max_records == 100
     assert FollowupSettings().batch_max_records == 100
+
+
+def test_the_poll_interval_allows_each_attempt_what_bounds_it() -> None:
+    # Review opens a review in a transaction that may take up to its time limit (10 s by default) before it fails.
+    assert max_poll_interval_for(ReviewSettings()) == 100 * (5.0 + 5 * 10.0) * 1000
+    assert max_poll_interval_for(ReviewSettings(transaction_time_limit_seconds=30)) == 100 * (5.0 + 5 * 30.0) * 1000
+    assert max_poll_interval_for(ReviewSettings(transaction_time_limit_seconds=0.2)) == 100 * (5.0 + 5 * 1.0) * 1000
+    # Follow-up and ingest have no longer time limit than a few round trips: 1 s per attempt.
+    assert max_poll_interval_for(FollowupSettings()) == 100 * (5.0 + 5 * 1.0) * 1000
+    assert max_poll_interval_for(IngestSettings(batch_max_records=1_000)) == 1_000 * (5.0 + 5 * 1.0) * 1000
 
 
 @pytest.mark.parametrize("settings", [IngestSettings, ReviewSettings, FollowupSettings])

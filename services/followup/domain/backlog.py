@@ -58,7 +58,7 @@ def with_change(backlog: Backlog, before: ReviewView | None, after: ReviewView |
             continue  # the count's rules: only reviews still open, and their unfinished items
         key = (view.status, view.severity)
         reviews_open[key] = reviews_open.get(key, 0) + sign
-        if view.status in BEFORE_PUBLICATION and _due_by(view.due_at, at):
+        if review_overdue(view, at):
             reviews_overdue[view.severity] = reviews_overdue.get(view.severity, 0) + sign
         for item in view.action_items:
             if item.finished:
@@ -67,6 +67,12 @@ def with_change(backlog: Backlog, before: ReviewView | None, after: ReviewView |
             if _due_by(item.due_at, at):
                 items_overdue[item.priority] = items_overdue.get(item.priority, 0) + sign
     return Backlog(reviews_open, reviews_overdue, items_open, items_overdue)
+
+
+def review_overdue(view: ReviewView, at: datetime) -> bool:
+    """Due at or before ``at`` and not yet published (approved included): the review service's rule too, see
+    docs/overdue.md."""
+    return view.status in BEFORE_PUBLICATION and _due_by(view.due_at, at)
 
 
 def _due_by(due_at: datetime | None, at: datetime) -> bool:

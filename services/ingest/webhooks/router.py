@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import ClientDisconnect
 
+from servicekit.clock import utc_now
 from services.ingest.webhooks.auth import SourceAuth, source_auth
 from services.ingest.webhooks.publisher import RawPublisher, RecordTooLargeError, record_size
 from services.ingest.webhooks.settings import WebhookSettings
@@ -67,10 +68,6 @@ _OPENAPI_BODY = {
         "content": {"application/json": {"schema": {}}},
     }
 }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def is_json_media_type(content_type: str | None) -> bool:

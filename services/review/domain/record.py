@@ -1,13 +1,13 @@
 """The lessons-learned record (``Review``) and what opening one produces (the record and its ``ReviewOpened`` event).
 
-The stored document is ``Review.to_document()``: the model's fields with ``id`` stored as ``_id``. Fields added
-later carry defaults, so documents written by an older version still load. ``docs/review.md`` shows the shape.
+Fields added later carry defaults, so records stored by an older version still load (how they are stored:
+``services/review/documents.py``).
 """
 
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal
 from uuid import UUID, uuid5
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -228,17 +228,6 @@ class Review(BaseModel):
     status_history: list[StatusChange] = Field(default_factory=list)
     action_items_waiver: Waiver | None = None
     opened_by_event_id: str
-
-    def to_document(self) -> dict[str, Any]:
-        document = self.model_dump(mode="python")
-        document["_id"] = document.pop("id")
-        return document
-
-    @classmethod
-    def from_document(cls, document: dict[str, Any]) -> Self:
-        fields = dict(document)
-        fields["id"] = fields.pop("_id")
-        return cls.model_validate(fields)
 
     def action_item(self, item_id: str) -> ActionItem | None:
         return next((item for item in self.action_items if item.id == item_id), None)

@@ -22,6 +22,15 @@ from services.review.domain.refusals import TransitionRefusedError
 S = ReviewStatus
 Guard = Literal["approval", "closing"]
 
+# Not yet published. The due date is for publishing, so at or past it a review in one of these is overdue (approved
+# but unpublished included); follow-up counts and escalates by the same rule (docs/overdue.md).
+BEFORE_PUBLICATION = frozenset({S.OPEN, S.IN_REVIEW, S.APPROVED})
+
+
+def is_overdue(review: Review, now: datetime) -> bool:
+    """Due at or before ``now`` and not yet published."""
+    return review.status in BEFORE_PUBLICATION and review.due_at is not None and review.due_at <= now
+
 
 @dataclass(frozen=True)
 class Move:

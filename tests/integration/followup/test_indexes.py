@@ -6,7 +6,8 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from services.followup.domain.policy import FollowupPolicy
-from services.followup.repository import ReviewViewRepository, TimerRepository
+from services.followup.review_views import ReviewViewRepository
+from services.followup.timers_store import TimerRepository
 from services.followup.tracker import ReviewTracker
 from tests.conftest import Servers
 from tests.support.explain import SentQueries, explained, index_keys

@@ -14,7 +14,7 @@ from schemas import AnyReviewEvent
 from services.followup.domain.policy import FollowupPolicy
 from services.followup.domain.projection import ReviewView, apply_event
 from services.followup.domain.timers import PlannedTimer, plan_timers
-from services.followup.repository import TimerRepository
+from services.followup.timers_store import TimerRepository
 from tests.conftest import Servers
 from tests.support.mongo import scratch_database
 from tests.unit.followup.builders import DAY, T0, ReviewStory

@@ -17,8 +17,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas import followup_event_adapter, followup_event_id
 from services.followup.domain.policy import FollowupPolicy
-from services.followup.repository import ClaimedTimer, ReviewViewRepository, TimerRepository
+from services.followup.ports import ClaimedTimer
+from services.followup.review_views import ReviewViewRepository
 from services.followup.scheduler import Publish, TimerScheduler, kafka_publisher
+from services.followup.timers_store import TimerRepository
 from services.followup.tracker import ReviewTracker
 from tests.conftest import Servers
 from tests.support.kafka import create_topics, read_topic

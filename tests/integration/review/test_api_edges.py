@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.review.documents import review_to_document
 from services.review.domain.limits import MAX_RECORD_BYTES
 from services.review.domain.record import LONG_TEXT, MAX_ENTRIES, Gaps, ReviewTimelineEntry
 from tests.integration.review.conftest import EDITOR, VIEWER, ReviewApp, bearer, incident
@@ -94,7 +95,7 @@ async def test_an_edit_that_would_pass_mongodb_document_limit_is_refused_not_a_5
         big = review.model_copy(
             update={"timeline": [entry] * 1000, "recommendations": full, "gaps": Gaps(process=full)}
         )
-        await app.db.reviews.replace_one({"_id": review.id}, big.to_document())
+        await app.db.reviews.replace_one({"_id": review.id}, review_to_document(big))
 
         grow = {"analysis": {"what_went_well": full, "what_went_wrong": full}}  # valid: 4 MB more, past 16 MiB
         refused = await app.http.patch(

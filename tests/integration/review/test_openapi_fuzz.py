@@ -27,6 +27,7 @@ from schemathesis.checks import (
 from schemathesis.python import asgi
 
 from services.review.app import create_app
+from services.review.documents import review_to_document
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import open_review
 from services.review.settings import KafkaSettings, MongoSettings
@@ -49,7 +50,7 @@ def seeded(servers: Servers, unique: str) -> Iterator[tuple[Any, MongoClient[dic
     for number in range(2):
         closed = incident(f"FUZZ-{number}")
         review, _ = open_review(closed, ReviewPolicy().decide(closed), closed.resolved_at)
-        client[database].reviews.insert_one(review.to_document())
+        client[database].reviews.insert_one(review_to_document(review))
         ids.append(review.id)
     settings = review_settings(unique, outbox_poll_seconds=30.0, outbox_wake_on_write=False)
     app = create_app(

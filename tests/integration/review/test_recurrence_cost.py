@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
+from services.review.documents import review_to_document
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import Review, open_review
 from services.review.domain.recurrence import recurrence_query
@@ -47,7 +48,7 @@ async def test_finding_the_earlier_occurrence_reads_a_bounded_number_of_document
 ) -> None:
     async with make_review_app() as review_app:
         app: ReviewApp = review_app
-        await app.db.reviews.insert_many([bench_review(number).to_document() for number in range(STORED)])
+        await app.db.reviews.insert_many([review_to_document(bench_review(number)) for number in range(STORED)])
         app.clock.now = RESOLVED + timedelta(hours=1)
         opened = await app.open(incident("S-first", service="db", title="Disk 99% full"))
         assert opened.recurrence is not None

@@ -10,7 +10,8 @@ from schemas import ActionItemPriority, ActionItemStatus, ReviewStatus, Severity
 from services.followup.domain.backlog import Backlog, backlog_from_counts, with_change
 from services.followup.domain.projection import ReviewView, apply_event
 from services.followup.metrics import FollowupMetrics
-from services.followup.repository import ReviewViewRepository, ViewChange
+from services.followup.ports import ViewChange
+from services.followup.review_views import ReviewViewRepository
 from tests.unit.followup.builders import DAY, T0, ReviewStory
 
 EMPTY = backlog_from_counts(reviews_open={}, reviews_overdue={}, action_items_open={}, action_items_overdue={})
@@ -101,8 +102,7 @@ async def test_batches_never_count_and_refreshes_count_once_per_interval() -> No
         reviews_open={("open", "high"): 5}, reviews_overdue={}, action_items_open={}, action_items_overdue={}
     )
     fake = FakeViews(five_open)
-    views = cast(ReviewViewRepository, fake)
-    await metrics.refresh_backlog(views, T0)  # start-up: counts
+    await metrics.refresh_backlog(fake, T0)  # start-up: counts
     assert (fake.counted, open_reviews(metrics)) == (1, 5)
 
     story = ReviewStory("new")
@@ -110,15 +110,15 @@ async def test_batches_never_count_and_refreshes_count_once_per_interval() -> No
     assert opened is not None
     for moment in (T0, T0 + timedelta(seconds=30)):
         fake.changes = [(None, opened)]
-        await metrics.show_changes(views, moment)  # what a batch calls
+        await metrics.show_changes(fake, moment)  # what a batch calls
         fake.changes = []
-        await metrics.refresh_backlog(views, moment)  # within the interval: no count
+        await metrics.refresh_backlog(fake, moment)  # within the interval: no count
     assert (fake.counted, open_reviews(metrics)) == (1, 7)
 
-    await metrics.refresh_backlog(views, T0 + timedelta(minutes=1))  # a sweep a minute after the count: counts
+    await metrics.refresh_backlog(fake, T0 + timedelta(minutes=1))  # a sweep a minute after the count: counts
     assert (fake.counted, open_reviews(metrics)) == (2, 5)
     fake.changes = None  # more changes than the repository keeps: only a count can tell
-    await metrics.show_changes(views, T0 + timedelta(minutes=1))
+    await metrics.show_changes(fake, T0 + timedelta(minutes=1))
     assert fake.counted == 3
 
 

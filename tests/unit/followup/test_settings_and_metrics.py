@@ -25,7 +25,7 @@ from services.followup.domain.projection import (
     ReviewTracked,
 )
 from services.followup.metrics import FollowupMetrics
-from services.followup.repository import ClaimedTimer
+from services.followup.ports import ClaimedTimer
 from services.followup.settings import FollowupSettings
 from tests.unit.followup.builders import T0
 

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
@@ -22,8 +22,9 @@ from services.review.app import subscribe_consumer
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import Review
 from services.review.domain.recurrence import RecurrenceQuery
+from services.review.domain.workflow import is_overdue
 from services.review.metrics import ReviewMetrics
-from services.review.repository import ReviewRepository
+from services.review.ports import ReviewFilter, ReviewNotFoundError, StaleVersionError
 from services.review.service import ReviewService
 from services.review.settings import ReviewSettings
 from tests.unit.review.builders import RESOLVED, incident
@@ -33,7 +34,8 @@ NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
 @dataclass
 class InMemoryReviews:
-    """Behaves like ``ReviewRepository`` for opening reviews: one per incident key, recurrence by fingerprint."""
+    """Behaves like ``ReviewRepository`` (the ``ReviewStore`` port): one review per incident key, recurrence by
+    fingerprint."""
 
     reviews: dict[str, Review] = field(default_factory=dict)
     events: list[ReviewEvent] = field(default_factory=list)
@@ -80,6 +82,36 @@ class InMemoryReviews:
         self.opened_order.append(review.incident_key)
         return True
 
+    async def save(
+        self, review: Review, read_version: int, events: Sequence[ReviewEvent], topic: str, now: datetime
+    ) -> None:
+        stored = self.reviews.get(review.incident_key)
+        if stored is None:
+            raise ReviewNotFoundError(review.id)
+        if stored.version != read_version:
+            raise StaleVersionError(review.id, read_version, stored.version)
+        self.reviews[review.incident_key] = review
+        self.events.extend(events)
+
+    async def get(self, review_id: str) -> Review | None:
+        return next((review for review in self.reviews.values() if review.id == review_id), None)
+
+    async def find(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> tuple[list[Review], int]:
+        def shown(review: Review) -> bool:
+            overdue = is_overdue(review, now)
+            return (
+                (not where.statuses or review.status in where.statuses)
+                and (not where.severities or review.incident.severity in where.severities)
+                and where.service in (None, review.incident.service)
+                and where.team in (None, review.incident.team)
+                and (where.overdue is None or where.overdue == overdue)
+                and (not where.title_contains or where.title_contains.casefold() in review.incident.title.casefold())
+            )
+
+        found = sorted(filter(shown, self.reviews.values()), key=lambda review: review.id)
+        found.sort(key=lambda review: review.created_at, reverse=True)  # newest first, then by id: as stored
+        return found[offset : offset + limit], len(found)
+
 
 @dataclass
 class Harness:
@@ -100,7 +132,7 @@ def harness(**settings: Any) -> Harness:
     metrics = ReviewMetrics.create()
     wakes: list[int] = []
     service = ReviewService(
-        cast(ReviewRepository, repository),
+        repository,
         ReviewPolicy(),
         metrics,
         events_topic=settings.events_topic,
@@ -209,7 +241,7 @@ async def test_wake_ups_are_held_back_only_in_the_task_handling_the_batch() -> N
     repository = InMemoryReviews()
     wakes: list[str] = []
     service = ReviewService(
-        cast(ReviewRepository, repository),
+        repository,
         ReviewPolicy(),
         ReviewMetrics.create(),
         events_topic="reviews.events",

@@ -3,8 +3,9 @@
 from datetime import UTC, datetime
 
 from schemas import ReviewStatus, Severity
+from services.review.documents import review_from_document, review_to_document
 from services.review.domain.policy import ReviewPolicy
-from services.review.domain.record import Review, normalised_title, open_review, review_id_for
+from services.review.domain.record import normalised_title, open_review, review_id_for
 from tests.unit.review.builders import NOW, RESOLVED, incident, opened
 
 
@@ -30,10 +31,10 @@ def test_opening_a_review_keeps_the_facts_and_empty_sections() -> None:
 
 def test_the_stored_document_uses_underscore_id_and_reads_back_the_same() -> None:
     review = opened()
-    document = review.to_document()
+    document = review_to_document(review)
     assert document["_id"] == review.id
     assert "id" not in document
-    assert Review.from_document(document) == review
+    assert review_from_document(document) == review
 
 
 def test_a_document_written_before_the_record_grew_still_loads() -> None:
@@ -72,7 +73,7 @@ def test_a_document_written_before_the_record_grew_still_loads() -> None:
         "related_reviews": [],
         "opened_by_event_id": "e1",
     }
-    review = Review.from_document(old)
+    review = review_from_document(old)
     assert review.timeline[0].origin == "imported"
     assert review.required_sections == []
     assert review.status_history == []

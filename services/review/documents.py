@@ -1,0 +1,66 @@
+"""How reviews and their outbox entries are stored in MongoDB: their documents, and the listing's query.
+
+A review is stored as its model's fields with ``id`` as ``_id``. Fields added later carry defaults in the model, so
+documents written by an older version still load. ``docs/review.md`` shows the shape.
+"""
+
+import re
+from datetime import datetime
+from typing import Any
+
+from schemas import ReviewEvent
+from services.review.domain.record import Review
+from services.review.domain.workflow import BEFORE_PUBLICATION
+from services.review.ports import ReviewFilter
+
+Document = dict[str, Any]
+
+
+def review_to_document(review: Review) -> Document:
+    document = review.model_dump(mode="python")
+    document["_id"] = document.pop("id")
+    return document
+
+
+def review_from_document(document: Document) -> Review:
+    fields = dict(document)
+    fields["id"] = fields.pop("_id")
+    return Review.model_validate(fields)
+
+
+def filter_query(where: ReviewFilter, now: datetime) -> Document:
+    """The MongoDB query for a listing's filter (``overdue`` judged at ``now``)."""
+    query: Document = {}
+    if where.statuses:
+        query["status"] = {"$in": [str(status) for status in where.statuses]}
+    if where.severities:
+        query["incident.severity"] = {"$in": [str(severity) for severity in where.severities]}
+    if where.service is not None:
+        query["incident.service"] = where.service
+    if where.team is not None:
+        query["incident.team"] = where.team
+    if where.title_contains:
+        # Escaped: the text is searched for as typed, never interpreted as a pattern.
+        query["incident.title"] = {"$regex": re.escape(where.title_contains), "$options": "i"}
+    # ``is_overdue``, as a query (a missing due date never compares as before a date).
+    overdue = {"due_at": {"$lte": now}, "status": {"$in": sorted(str(status) for status in BEFORE_PUBLICATION)}}
+    if where.overdue is True:
+        query["$and"] = [overdue]
+    elif where.overdue is False:
+        query["$nor"] = [overdue]
+    return query
+
+
+def outbox_document(event: ReviewEvent, topic: str, seq: int, now: datetime) -> Document:
+    return {
+        "_id": str(event.event_id),
+        "topic": topic,
+        "key": event.review_id,
+        "event_type": type(event).__name__,
+        "payload": event.model_dump_json(),
+        "version": event.version,
+        # Orders the events one transaction writes (e.g. ReviewOpened before ReviewRecurred at the same version).
+        "seq": seq,
+        "created_at": now,
+        "sent_at": None,
+    }

@@ -1,0 +1,93 @@
+"""What the review service layer needs from storage, as ``typing.Protocol`` ports.
+
+``ReviewRepository`` (MongoDB) implements them; unit tests pass fakes that implement the same Protocols. The values
+and errors a port speaks in live here too, so the adapter depends on the port and not the other way round.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from schemas import ReviewEvent, ReviewStatus, Severity
+from services.review.domain.record import Review
+from services.review.domain.recurrence import RecurrenceQuery
+
+
+class ReviewNotFoundError(LookupError):
+    pass
+
+
+class StaleVersionError(Exception):
+    """The review changed since the writer read it."""
+
+    def __init__(self, review_id: str, read_version: int, current_version: int) -> None:
+        super().__init__(f"review {review_id} is at version {current_version}, not {read_version}")
+        self.review_id = review_id
+        self.read_version = read_version
+        self.current_version = current_version
+
+
+@dataclass(frozen=True)
+class ReviewFilter:
+    """Which reviews a listing shows; every field given narrows it."""
+
+    statuses: Sequence[ReviewStatus] = ()
+    severities: Sequence[Severity] = ()
+    service: str | None = None
+    team: str | None = None
+    overdue: bool | None = None
+    title_contains: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    event_id: str
+    topic: str
+    key: str
+    payload: str
+    event_type: str
+
+
+class ReviewStore(Protocol):
+    """Reviews and the events announcing their changes, written together (one transaction) or not at all."""
+
+    async def incident_keys_with_review(self, incident_keys: Iterable[str]) -> set[str]: ...
+
+    async def earlier_occurrence(self, query: RecurrenceQuery) -> Review | None: ...
+
+    async def open_review(
+        self,
+        review: Review,
+        events: Sequence[ReviewEvent],
+        topic: str,
+        now: datetime,
+        *,
+        linked_earlier: tuple[Review, int] | None = None,
+    ) -> bool:
+        """False (and nothing written) when the incident already has a review."""
+        ...
+
+    async def save(
+        self, review: Review, read_version: int, events: Sequence[ReviewEvent], topic: str, now: datetime
+    ) -> None:
+        """``StaleVersionError`` when the stored review is no longer at ``read_version``; nothing written then."""
+        ...
+
+    async def get(self, review_id: str) -> Review | None: ...
+
+    async def find(
+        self, where: ReviewFilter, now: datetime, *, limit: int, offset: int
+    ) -> tuple[list[Review], int]: ...
+
+
+class Outbox(Protocol):
+    """The events stored with review changes, waiting to be published, and the lease that lets one relay send them."""
+
+    async def hold_relay_lease(self, holder: str, now: datetime, seconds: float) -> bool: ...
+
+    async def release_relay_lease(self, holder: str) -> None: ...
+
+    async def unsent(self, limit: int) -> list[OutboxEntry]: ...
+
+    async def mark_sent(self, event_ids: list[str], now: datetime) -> None: ...
