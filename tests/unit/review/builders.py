@@ -43,15 +43,26 @@ def edited(review: Review, **sections: Any) -> Review:
     return change[0]
 
 
+METRIC_CHECK: dict[str, Any] = {
+    "method": "metric",
+    "query": 'max_over_time(order_retry_rate{service="orders"}[7d])',
+    "comparison": "<",
+    "threshold": 5,
+    "verifier": "victor",
+}
+
+
 def ready_to_approve(review: Review) -> Review:
-    """Findings, a recommendation and every section the default policy requires."""
-    return edited(
+    """Findings, a recommendation, every section the default policy requires, and a done action item with the
+    measurable verification the default policy requires of critical incidents."""
+    ready = edited(
         review,
         owner="alice",
         analysis={"what_went_wrong": ["The retry storm was not throttled"]},
         contributing_factors=[ContributingFactor(category=FactorCategory.TECHNOLOGY, description="No backoff")],
         recommendations=["Add exponential backoff to the order worker"],
     )
+    return with_item(ready, owner="erin", status="done", verification=METRIC_CHECK)
 
 
 def with_item(review: Review, **fields: Any) -> Review:
