@@ -7,6 +7,7 @@ from schemas import IncidentClosed, Severity, TimelineEntry
 from services.review.domain.editing import ActionItemDraft, SectionEdit, add_action_item, edit_sections
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import ContributingFactor, FactorCategory, Review, open_review
+from tests.support.verification import METRIC_CHECK
 
 RESOLVED = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)  # a Friday
 NOW = datetime(2026, 11, 27, 10, 1, tzinfo=UTC)
@@ -41,15 +42,6 @@ def edited(review: Review, **sections: Any) -> Review:
     change = edit_sections(review, SectionEdit.model_validate(sections), by="alice", now=NOW)
     assert change is not None
     return change[0]
-
-
-METRIC_CHECK: dict[str, Any] = {
-    "method": "metric",
-    "query": 'max_over_time(order_retry_rate{service="orders"}[7d])',
-    "comparison": "<",
-    "threshold": 5,
-    "verifier": "victor",
-}
 
 
 def ready_to_approve(review: Review) -> Review:
