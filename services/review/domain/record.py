@@ -227,6 +227,9 @@ class Reopening(Section):
     reason: str
     at: UtcTime
     new_action_item_required: bool = Field(description="The policy asks for a new action item before closing again")
+    action_items_before: int = Field(
+        default=0, ge=0, description="How many action items the review had when reopened (items are never removed)"
+    )
     settled_at: UtcTime | None = Field(default=None, description="When the review was closed again")
 
     @property

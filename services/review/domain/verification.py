@@ -192,7 +192,8 @@ def record_manual_verdict(
     return _record(review, item, result, by=by, now=now, new_item_required=new_item_required)
 
 
-def _reopened(current: Reopening | None, item_id: str, now: datetime, new_item_required: bool) -> Reopening:
+def _reopened(review: Review, item_id: str, now: datetime, new_item_required: bool) -> Reopening:
+    current = review.reopening
     if current is not None and current.active:
         if item_id in current.action_item_ids:
             return current
@@ -203,6 +204,7 @@ def _reopened(current: Reopening | None, item_id: str, now: datetime, new_item_r
         reason=_reopening_reason([item_id]),
         at=now,
         new_action_item_required=new_item_required,
+        action_items_before=len(review.action_items),
     )
 
 
@@ -231,7 +233,7 @@ def _record(
     reopened = result.verdict is Verdict.NOT_EFFECTIVE and review.status not in NOT_REOPENED
     status_changed: list[ReviewEvent] = []
     if reopened:
-        reopening = _reopened(review.reopening, item.id, now, new_item_required)
+        reopening = _reopened(review, item.id, now, new_item_required)
         update["reopening"] = reopening
         if review.status is ReviewStatus.CLOSED:
             reason = f"reopened: {reopening.reason}"
@@ -297,7 +299,8 @@ def reopening_problem(review: Review) -> str | None:
     reopening = review.reopening
     if reopening is None or not reopening.active or not reopening.new_action_item_required:
         return None
-    if any(item.created_at > reopening.at for item in review.action_items):
+    # Items are numbered and never removed: one more than at the reopening is a new one.
+    if len(review.action_items) > reopening.action_items_before:
         return None
     return (
         f"the lesson was reopened ({reopening.reason}): the policy requires a new action item to address it "
