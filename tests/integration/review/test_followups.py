@@ -1,6 +1,7 @@
 """Review consuming ``followups.events`` over real Kafka and the MongoDB-compatible server: verdicts recorded once,
 reopening announced through the outbox, the follow-up view, the manual verdict API, the approval policy, the DLQ."""
 
+import asyncio
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from schemas import (
 )
 from services.review.domain.record import Review, review_id_for
 from services.review.domain.verification import Recorded
+from services.review.followup_views import WRITE_ATTEMPTS, FollowupViews
 from tests.conftest import Servers
 from tests.integration.review.conftest import (
     ADMIN,
@@ -314,3 +316,33 @@ async def test_a_recurrence_counts_against_items_verified_effective(make_review_
     assert earlier.action_items[0].verification_result is not None  # the verdict stays, the mark counts against it
     marked = [event for event in events if isinstance(event, ActionItemUpdated) and event.version == earlier.version]
     assert [(event.action_item_id, event.changed) for event in marked] == [("AI-1", ("recurred_after_verification",))]
+
+
+async def test_concurrent_writers_to_one_view_lose_no_event(make_review_app: MakeApp) -> None:
+    async with make_review_app() as review_app:
+        app: ReviewApp = review_app
+        views = FollowupViews(app.db)
+        review = await app.open(incident("VER-9"))
+        reminders = [
+            ReminderDue(
+                event_id=followup_event_id(f"reminder-{n}"),
+                occurred_at=review.created_at,
+                review_id=review.id,
+                timer_id=f"reminder-{n}",
+                incident_key=review.incident_key,
+                title=review.incident.title,
+                severity=Severity.CRITICAL,
+                subject="review",
+                due_at=review.created_at,
+                before_seconds=3_600 + n,
+            )
+            # A writer loses at most once per other event written first: fewer than WRITE_ATTEMPTS events, so all land.
+            for n in range(WRITE_ATTEMPTS)
+        ]
+        applied = await asyncio.gather(*(views.apply(event, app.clock) for event in [*reminders, *reminders]))
+        view = await views.get(review.id)
+
+    assert view is not None
+    assert sorted(reminder.before_seconds for reminder in view.reminders) == [3_600 + n for n in range(WRITE_ATTEMPTS)]
+    assert view.version == WRITE_ATTEMPTS
+    assert sorted(applied) == [False] * WRITE_ATTEMPTS + [True] * WRITE_ATTEMPTS  # each applied once, copies seen
