@@ -32,7 +32,7 @@ from tests.integration.review.conftest import (
     bearer,
     incident,
 )
-from tests.support.kafka import produce, produce_many, read_topic
+from tests.support.kafka import committed_offsets, produce, produce_many, read_topic
 from tests.support.verification import METRIC_CHECK, remediation_verified
 from tests.support.waiting import eventually
 
@@ -95,10 +95,11 @@ async def test_a_verdict_delivered_twice_is_recorded_once_and_an_older_attempt_i
         ]
         await produce_many(servers.kafka_bootstrap, topic, records)
 
-        async def view() -> Any:
-            return (await app.http.get(f"/reviews/{review_id}/followup")).json()
+        async def consumed() -> int:
+            return await committed_offsets(servers.kafka_bootstrap, app.settings.followups_group_id, topic)
 
-        shown = await eventually(view, lambda body: len(body["verification_attempts"]) == 2)
+        await eventually(consumed, lambda offsets: offsets == len(records))  # committed after the effects
+        shown = (await app.http.get(f"/reviews/{review_id}/followup")).json()
         item = (await stored(app, review_id)).action_items[0]
         events = await read_topic(servers.kafka_bootstrap, app.settings.events_topic, expect=9, settle=1.0)
 
