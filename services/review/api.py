@@ -17,7 +17,9 @@ from schemas import ReviewStatus, Severity
 from services.review.access import API_PREFIX, Access
 from services.review.auth import ApiTokens, Caller, Role
 from services.review.domain.editing import ActionItemDraft, ActionItemEdit, Reason, SectionEdit, TimelineEntryDraft
+from services.review.domain.followup_view import FollowupView
 from services.review.domain.record import Review
+from services.review.domain.verification import ManualVerdict
 from services.review.domain.workflow import Transition
 from services.review.http_problems import (
     AUTH_ERRORS,
@@ -28,6 +30,7 @@ from services.review.http_problems import (
     etag,
     internal_error_response,
     invalid,
+    problem_doc,
     problem_response,
 )
 from services.review.ports import ReviewFilter
@@ -81,6 +84,10 @@ class ActionItemRequest(ActionItemDraft, Versioned):
 
 
 class ActionItemEditRequest(ActionItemEdit, Versioned):
+    pass
+
+
+class ManualVerdictRequest(ManualVerdict, Versioned):
     pass
 
 
@@ -183,6 +190,13 @@ def _read_routes(router: APIRouter, service: ReviewService, viewer: Any, public_
         """One review; its ``ETag`` is the version to state when you write."""
         return _answer(response, await service.get(review_id))
 
+    @router.get("/{review_id}/followup", response_model=FollowupView, responses=READ_ERRORS, dependencies=[viewer])
+    async def get_followup(*, review_id: ReviewIdPath) -> FollowupView:
+        """What follow-up did and will do for this review, as review learned it from ``followups.events``: reminders
+        sent, overdue since, escalation level and target, the effectiveness check, the latest verification attempts,
+        and the done items still awaiting a verdict."""
+        return await service.followup(review_id)
+
     @router.get(
         "/{review_id}/export.md",
         response_class=Response,
@@ -263,6 +277,37 @@ def _write_routes(router: APIRouter, service: ReviewService, editor: Any) -> Non
         version = read_version(if_match, body.version)
         edit = _domain_edit(body, ActionItemEdit)
         return _answer(response, await service.update_action_item(review_id, item_id, version, edit, who.name))
+
+    @router.post(
+        "/{review_id}/action-items/{item_id}/verdict",
+        response_model=Review,
+        responses={
+            **WRITE_ERRORS,
+            403: problem_doc(
+                "The token's role may not do this, or the caller may not judge this item (code not_the_verifier: "
+                "its owner, or not the verifier its verification names; an admin may)"
+            ),
+        },
+    )
+    async def record_verdict(
+        *,
+        review_id: ReviewIdPath,
+        item_id: Annotated[str, Path(min_length=1, max_length=20)],
+        body: ManualVerdictRequest,
+        response: Response,
+        who: Annotated[Caller, editor],
+        if_match: IfMatch = None,
+    ) -> Review:
+        """Record the verdict on a done action item whose verification is ``manual``, with the evidence (text and
+        links). The item's owner may not judge their own remediation; when its verification names a verifier, only
+        they may; an admin always may. ``not_effective`` reopens the lesson."""
+        version = read_version(if_match, body.version)
+        verdict = _domain_edit(body, ManualVerdict)
+        admin = who.client is not None and who.client.role.can(Role.ADMIN)
+        recorded = await service.record_manual_verdict(
+            review_id, item_id, version, verdict, by=who.name or "anonymous", admin=admin
+        )
+        return _answer(response, recorded)
 
     @router.post("/{review_id}/transitions", response_model=Review, responses=WRITE_ERRORS)
     async def move_review(

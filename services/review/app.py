@@ -22,6 +22,8 @@ from servicekit.ops import kafka_reachable, mongodb_reachable, ops_router
 from services.review.api import install_review_api
 from services.review.auth import ApiTokens
 from services.review.domain.policy import ReviewPolicy
+from services.review.followup_handlers import FollowupEventsConsumer
+from services.review.followup_views import FollowupViews
 from services.review.handlers import IncidentClosedConsumer
 from services.review.metrics import ReviewMetrics
 from services.review.outbox import OutboxRelay, kafka_publisher
@@ -55,6 +57,33 @@ def subscribe_consumer(
         dead_letters,
         topic=settings.closed_topic,
         group_id=settings.group_id,
+        settings=settings,
+    )
+
+
+def subscribe_followups_consumer(
+    broker: KafkaBroker,
+    service: ReviewService,
+    metrics: ReviewMetrics,
+    settings: ReviewSettings,
+    clock: Callable[[], datetime],
+) -> None:
+    """The ``followups.events`` consumer on ``broker``, in its own group, with its own DLQ."""
+    dead_letters = DeadLetters(
+        broker, settings.followups_dlq_topic, failed_by="review", clock=clock, metrics=metrics.dead_letters
+    )
+    consumer = FollowupEventsConsumer(
+        service,
+        dead_letters,
+        max_attempts=settings.max_attempts,
+        retry_backoff_seconds=settings.retry_backoff_seconds,
+    )
+    subscribe_batches(
+        broker,
+        consumer,
+        dead_letters,
+        topic=settings.followups_topic,
+        group_id=settings.followups_group_id,
         settings=settings,
     )
 
@@ -97,8 +126,10 @@ def create_app(
         recurrence_window=timedelta(days=settings.recurrence_window_days),
         clock=clock,
         on_commit=relay.wake if settings.outbox_wake_on_write else lambda: None,
+        followups=FollowupViews(client[mongo.database]),
     )
     subscribe_consumer(broker, service, metrics, settings, clock)
+    subscribe_followups_consumer(broker, service, metrics, settings, clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

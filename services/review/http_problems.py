@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from servicekit.failures import is_outage
 from services.review.domain.limits import RecordLimitError
 from services.review.domain.refusals import InvalidEditError, ReviewRefusedError, UnknownActionItemError
+from services.review.domain.verification import NotTheVerifierError
 from services.review.ports import ReviewNotFoundError, StaleVersionError
 
 # Every answer of the review app says what it is: browsers must not guess another type from the content.
@@ -129,6 +130,8 @@ def _domain_refusal(refusal: ReviewRefusedError) -> ApiProblemError:
             return ApiProblemError(413, refusal.code, refusal.message, limit=refusal.limit, maximum=refusal.maximum)
         case UnknownActionItemError():
             return ApiProblemError(404, refusal.code, refusal.message)
+        case NotTheVerifierError():
+            return ApiProblemError(403, refusal.code, refusal.message)
         case InvalidEditError():
             return invalid(("body", refusal.field), refusal.message)
     return ApiProblemError(409, refusal.code, refusal.message)

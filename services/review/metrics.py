@@ -16,6 +16,7 @@ class ReviewMetrics:
     policy_decisions: Counter
     recurrences: Counter
     stale_writes: Counter
+    verdicts_recorded: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "ReviewMetrics":
@@ -50,6 +51,13 @@ class ReviewMetrics:
             stale_writes=Counter(
                 "lessons_review_stale_writes_total",
                 "API writes refused because the review changed since the writer read it (answered 409)",
+                registry=registry,
+            ),
+            verdicts_recorded=Counter(
+                "lessons_review_verdicts_recorded_total",
+                "Remediation verdicts recorded on action items, by verdict, who recorded them (followup or person) "
+                "and whether the verdict reopened the lesson",
+                ["verdict", "recorded_by", "reopened"],
                 registry=registry,
             ),
         )

@@ -4,12 +4,13 @@
 and errors a port speaks in live here too, so the adapter depends on the port and not the other way round.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from schemas import ReviewEvent, ReviewStatus, Severity
+from schemas import AnyFollowupEvent, ReviewEvent, ReviewStatus, Severity
+from services.review.domain.followup_view import FollowupView
 from services.review.domain.record import Review
 from services.review.domain.recurrence import RecurrenceQuery
 
@@ -91,3 +92,13 @@ class Outbox(Protocol):
     async def unsent(self, limit: int) -> list[OutboxEntry]: ...
 
     async def mark_sent(self, event_ids: list[str], now: datetime) -> None: ...
+
+
+class FollowupViewStore(Protocol):
+    """What follow-up did and will do for each review, as learnt from ``followups.events``."""
+
+    async def get(self, review_id: str) -> FollowupView | None: ...
+
+    async def apply(self, event: AnyFollowupEvent, now: Callable[[], datetime]) -> bool:
+        """Fold the event into its review's view; False when it was already applied."""
+        ...

@@ -41,6 +41,18 @@ REPLACED_INDEXES = {
 T = TypeVar("T")
 
 
+def _recurred_after_verification(earlier: Review, recurrence_id: str) -> Document:
+    """The marks this recurrence put on the earlier review's items verified effective, set item by item (by position:
+    the version check guarantees the list is as it was read), so linking stays a bounded write."""
+    fields: Document = {}
+    for position, item in enumerate(earlier.action_items):
+        mark = item.recurred_after_verification
+        if mark is not None and mark.review_id == recurrence_id:
+            fields[f"action_items.{position}.recurred_after_verification"] = mark.model_dump()
+            fields[f"action_items.{position}.updated_at"] = item.updated_at
+    return fields
+
+
 # How long one transaction may take, its retries included. Ours take milliseconds; a write conflict with a transaction
 # that a crashed replica left open lasts until the server aborts it (60 s by default), and the driver alone would retry
 # for up to 120 s. See docs/operations.md.
@@ -133,8 +145,8 @@ class ReviewRepository:
     ) -> None:
         """The earlier review (``earlier``: as linked, a version past ``read_version``) gains one related review.
 
-        A bounded write: one id added, never the whole document rewritten, so linking costs the same however long
-        the earlier review is.
+        A bounded write: one id added (and the marks on items verified effective), never the whole document
+        rewritten, so linking costs the same however long the earlier review is.
         """
         if earlier.version != read_version + 1:
             raise ValueError(f"a change must move review {earlier.id} from version {read_version} to the next")
@@ -146,6 +158,7 @@ class ReviewRepository:
                     "version": earlier.version,
                     "updated_at": earlier.updated_at,
                     "updated_by": earlier.updated_by,
+                    **_recurred_after_verification(earlier, recurrence_id),
                 },
             },
             session=session,

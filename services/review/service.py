@@ -5,13 +5,13 @@ states the version it read; a stale one raises ``StaleVersionError`` before or d
 """
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from schemas import IncidentClosed, ReviewEvent
+from schemas import AnyFollowupEvent, IncidentClosed, RemediationVerified, ReviewEvent
 from services.review.domain.editing import (
     ActionItemDraft,
     ActionItemEdit,
@@ -22,13 +22,27 @@ from services.review.domain.editing import (
     edit_sections,
     update_action_item,
 )
+from services.review.domain.followup_view import FollowupView, followup_of
 from services.review.domain.policy import ReviewDecision, ReviewPolicy
 from services.review.domain.postmortem import render_postmortem
 from services.review.domain.record import Review, open_review
 from services.review.domain.recurrence import link_recurrence, recurrence_query
+from services.review.domain.verification import (
+    ManualVerdict,
+    Recorded,
+    Unchanged,
+    record_judged_verdict,
+    record_manual_verdict,
+)
 from services.review.domain.workflow import Transition, transition
 from services.review.metrics import ReviewMetrics
-from services.review.ports import ReviewFilter, ReviewNotFoundError, ReviewStore, StaleVersionError
+from services.review.ports import (
+    FollowupViewStore,
+    ReviewFilter,
+    ReviewNotFoundError,
+    ReviewStore,
+    StaleVersionError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +76,10 @@ class ReviewService:
         recurrence_window: timedelta,
         clock: Clock,
         on_commit: Callable[[], None] = lambda: None,
+        followups: FollowupViewStore | None = None,
     ) -> None:
         self._repository = repository
+        self._followups = followups
         self._policy = policy
         self._metrics = metrics
         self._topic = events_topic
@@ -133,7 +149,7 @@ class ReviewService:
         if earlier is not None:
             link = link_recurrence(review, earlier, now)
             review = link.new
-            events += [link.recurred, link.earlier_updated]
+            events += [link.recurred, link.earlier_updated, *link.earlier_items_recurred]
             linked_earlier = (link.earlier, earlier.version)
         if not await self._repository.open_review(review, events, self._topic, now, linked_earlier=linked_earlier):
             return None
@@ -202,3 +218,78 @@ class ReviewService:
         review = await self._current(review_id, read_version)
         moved, event = transition(review, request, by=by, now=self._now())
         return await self._store(moved, read_version, event)
+
+    async def _store_all(self, review: Review, read_version: int, events: Sequence[ReviewEvent]) -> Review:
+        try:
+            await self._repository.save(review, read_version, events, self._topic, self._now())
+        except StaleVersionError:
+            self._metrics.stale_writes.inc()
+            raise
+        self._committed()
+        return review
+
+    def _counted(self, recorded: Recorded, recorded_by: str) -> None:
+        self._metrics.verdicts_recorded.labels(recorded.verdict, recorded_by, str(recorded.reopened).lower()).inc()
+
+    async def record_manual_verdict(
+        self, review_id: str, item_id: str, read_version: int, verdict: ManualVerdict, *, by: str, admin: bool
+    ) -> Review:
+        """A verifier's verdict on a done item with a manual verification (see ``domain/verification.py``)."""
+        review = await self._current(review_id, read_version)
+        recorded = record_manual_verdict(
+            review,
+            item_id,
+            verdict,
+            by=by,
+            admin=admin,
+            now=self._now(),
+            new_item_required=self._policy.verification.new_action_item_when_not_effective,
+        )
+        stored = await self._store_all(recorded.review, read_version, recorded.events)
+        self._counted(recorded, "person")
+        return stored
+
+    async def record_remediation_verdict(self, event: RemediationVerified) -> Recorded | Unchanged:
+        """Follow-up's verdict recorded on the item, once, if it is the latest that counts; announced atomically.
+
+        A person editing the review at the same moment makes the write stale: it starts over from a fresh read.
+        """
+        for _ in range(OPEN_ATTEMPTS):
+            review = await self.get(event.review_id)
+            outcome = record_judged_verdict(
+                review,
+                event,
+                now=self._now(),
+                new_item_required=self._policy.verification.new_action_item_when_not_effective,
+            )
+            if isinstance(outcome, Unchanged):
+                return outcome
+            try:
+                await self._repository.save(outcome.review, review.version, outcome.events, self._topic, self._now())
+            except StaleVersionError:
+                continue
+            self._committed()
+            self._counted(outcome, "followup")
+            return outcome
+        raise RuntimeError(f"could not record {event.event_id} on review {event.review_id}: it kept changing")
+
+    async def apply_followup_event(self, event: AnyFollowupEvent) -> None:
+        """What follow-up did, kept beside the record; a remediation verdict is also recorded on its item."""
+        if isinstance(event, RemediationVerified):
+            outcome = await self.record_remediation_verdict(event)
+            if isinstance(outcome, Unchanged):
+                log.info(
+                    "verdict %s on %s/%s not recorded: %s",
+                    event.event_id,
+                    event.review_id,
+                    event.action_item_id,
+                    outcome.reason,
+                )
+        if self._followups is not None:
+            await self._followups.apply(event, self._now)
+
+    async def followup(self, review_id: str) -> FollowupView:
+        """What follow-up did and will do for this review (reminders, overdue, escalation, checks, verdicts)."""
+        review = await self.get(review_id)
+        view = await self._followups.get(review_id) if self._followups is not None else None
+        return followup_of(review, view)

@@ -21,6 +21,9 @@ class ReviewSettings(ServiceSettings):
     closed_topic: str = "incidents.closed"
     events_topic: str = "reviews.events"
     group_id: str = "lessons-review"
+    # What follow-up did (reminders, overdue, escalations, verdicts), consumed in its own group.
+    followups_topic: str = "followups.events"
+    followups_group_id: str = "lessons-review-followups"
     http_port: int = Field(default=8082, ge=1, le=65_535)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)
@@ -47,6 +50,10 @@ class ReviewSettings(ServiceSettings):
     def attempt_allowance_seconds(self) -> float:
         # Opening a review is a transaction, which may take up to its time limit before it fails.
         return max(self.transaction_time_limit_seconds, super().attempt_allowance_seconds)
+
+    @property
+    def followups_dlq_topic(self) -> str:
+        return dlq_topic_for(self.followups_topic)
 
     # Larger request bodies are refused with 413 before they are read (Content-Length) or once the stream passes it.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)

@@ -73,8 +73,12 @@ def pipeline(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
     suffix = uuid.uuid4().hex[:8]
     raw, closed, events = f"incidents.raw.{suffix}", f"incidents.closed.{suffix}", f"reviews.events.{suffix}"
+    followups = f"followups.events.{suffix}"
     asyncio.run(
-        create_topics(servers.kafka_bootstrap, raw, f"{raw}.dlq", closed, f"{closed}.dlq", events, f"{events}.dlq")
+        create_topics(
+            servers.kafka_bootstrap,
+            *(raw, f"{raw}.dlq", closed, f"{closed}.dlq", events, f"{events}.dlq", followups, f"{followups}.dlq"),
+        )
     )
     logs = tmp_path_factory.mktemp("service-logs")
     ports = {name: free_port() for name in ("ingest", "review", "followup")}
@@ -91,6 +95,9 @@ def pipeline(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "REVIEW_EVENTS_TOPIC": events,
         "REVIEW_GROUP_ID": f"review-{suffix}",
         "REVIEW_HTTP_PORT": str(ports["review"]),
+        "REVIEW_FOLLOWUPS_TOPIC": followups,
+        "REVIEW_FOLLOWUPS_GROUP_ID": f"review-followups-{suffix}",
+        "FOLLOWUP_EVENTS_TOPIC": followups,
         "FOLLOWUP_REVIEW_EVENTS_TOPIC": events,
         "FOLLOWUP_GROUP_ID": f"followup-{suffix}",
         "FOLLOWUP_HTTP_PORT": str(ports["followup"]),

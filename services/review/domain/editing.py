@@ -18,6 +18,7 @@ from schemas import (
     ActionItemStatus,
     ActionItemUpdated,
     ReviewUpdated,
+    VerificationPlan,
 )
 from services.review.domain.limits import check_within_limits
 from services.review.domain.record import (
@@ -96,6 +97,9 @@ class ActionItemDraft(Section):
     status: ActionItemStatus = ActionItemStatus.OPEN
     status_reason: Reason | None = Field(default=None, validate_default=True)
     ticket_url: TicketUrl | None = None
+    verification: VerificationPlan | None = Field(
+        default=None, description="How the remediation proves it worked: metric, alert, recurrence or manual"
+    )
 
     @field_validator("status_reason")
     @classmethod
@@ -116,6 +120,7 @@ class ActionItemEdit(Section):
     status: ActionItemStatus | None = None
     status_reason: Reason | None = Field(default=None, validate_default=True)
     ticket_url: TicketUrl | None = None
+    verification: VerificationPlan | None = Field(default=None, description="null removes the verification")
 
     @field_validator("status_reason")
     @classmethod
@@ -238,6 +243,7 @@ def add_action_item(
         priority=item.priority,
         category=item.category,
         status=item.status,
+        verification=item.verification,
     )
     return edited, event
 
@@ -286,6 +292,7 @@ def update_action_item(
         priority=updated_item.priority,
         category=updated_item.category,
         status=updated_item.status,
+        verification=updated_item.verification,
         changed=changed,
         status_reason=updated_item.status_reason,
     )

@@ -51,6 +51,7 @@ class ReviewDecision:
     rule: str | None = None
     owner: str | None = None
     required_sections: tuple[str, ...] = ()
+    measurable_verification_required: bool = False
 
 
 def _as_list(value: Any) -> Any:
@@ -159,6 +160,19 @@ class Owners(Strict):
         return self.default
 
 
+class VerificationRules(Strict):
+    """How remediations must prove they worked (see ``domain/verification.py``)."""
+
+    measurable_required_for: Annotated[frozenset[Severity], BeforeValidator(_as_list)] = Field(
+        default=frozenset({Severity.CRITICAL}),
+        description="Severities whose reviews need a measurable (metric, alert or recurrence) verification to approve",
+    )
+    new_action_item_when_not_effective: bool = Field(
+        default=True,
+        description="A review reopened by a not_effective verdict needs a new action item before it closes again",
+    )
+
+
 def _default_rules() -> tuple[Rule, ...]:
     severe = Match(severity=frozenset({Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM}))
     return (Rule(name="critical-high-medium", when=severe, review="required"),)
@@ -173,6 +187,7 @@ class ReviewPolicy(Strict):
     due: DueDates = Field(default_factory=DueDates)
     required_sections: tuple[SectionName, ...] = ("owner", "analysis.what_went_wrong", "contributing_factors")
     owners: Owners = Field(default_factory=Owners)
+    verification: VerificationRules = Field(default_factory=VerificationRules)
 
     @model_validator(mode="after")
     def _rule_names_are_unique(self) -> "ReviewPolicy":
@@ -205,6 +220,7 @@ class ReviewPolicy(Strict):
             rule=rule.name if rule else None,
             owner=self.owners.owner_for(incident),
             required_sections=self.required_sections,
+            measurable_verification_required=incident.severity in self.verification.measurable_required_for,
         )
 
 

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from schemas import ActionItemStatus
-from services.review.domain.record import Review
+from schemas.verification import VerificationMethod, VerificationPlan
+from services.review.domain.record import ActionItem, Review, VerificationResult
 
 _NOT_RECORDED = "_Not recorded._"
 _ANALYSIS_TEXTS = (
@@ -164,6 +165,70 @@ def _action_items(review: Review) -> list[str]:
     return lines
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _plan(plan: VerificationPlan) -> str:
+    """What the item promises to prove, as table cell text."""
+    if plan.method is VerificationMethod.METRIC:
+        what = f"{_code(plan.query or '', in_table=True)} {plan.comparison} {_number(plan.threshold)}"
+    elif plan.method is VerificationMethod.ALERT:
+        matchers = ", ".join(f"{name}={value}" for name, value in sorted(plan.alert_matchers.items()))
+        what = "no " + _code(plan.alert_name or "", in_table=True) + " alert"
+        what += f" ({_code(matchers, in_table=True)})" if matchers else ""
+    elif plan.method is VerificationMethod.RECURRENCE:
+        what = "no recurrence of this incident"
+    else:
+        what = "judged by a person"
+    window = f", over {plan.window_seconds // 3600} h" if plan.window_seconds else ""
+    return f"{plan.method.value}: {what}{window}"
+
+
+def _evidence(result: VerificationResult) -> str:
+    evidence = result.evidence
+    parts = [f"judged by {_text(evidence.judged_by, in_table=True)} at {_when(evidence.judged_at)}"]
+    if result.attempt is not None:
+        parts.append(f"attempt {result.attempt}")
+    if evidence.window_start is not None and evidence.window_end is not None:
+        parts.append(f"window {_when(evidence.window_start)} to {_when(evidence.window_end)}")
+    if evidence.expression:
+        parts.append("asked " + _code(evidence.expression, in_table=True))
+    if evidence.observed is not None or evidence.baseline is not None:
+        parts.append(f"observed {_number(evidence.observed)} (baseline {_number(evidence.baseline)})")
+    if evidence.detail:
+        parts.append(_text(evidence.detail, in_table=True))
+    links = [_link(f"evidence {n}", url) or _code(url, in_table=True) for n, url in enumerate(evidence.links, 1)]
+    return "; ".join(parts + links)
+
+
+def _verification_row(item: ActionItem, plan: VerificationPlan) -> tuple[str, ...]:
+    result = item.verification_result
+    verdict = f"**{result.verdict.value}**" if result is not None else "not judged yet"
+    if item.recurred_after_verification is not None:
+        verdict += f"<br>the incident recurred afterwards ({_code(item.recurred_after_verification.incident_key)})"
+    return (
+        _text(item.id, in_table=True),
+        _plan(plan),
+        _text(plan.verifier or item.owner, in_table=True),
+        verdict,
+        _evidence(result) if result is not None else "-",
+    )
+
+
+def _verification(review: Review) -> list[str]:
+    rows = [_verification_row(item, item.verification) for item in review.action_items if item.verification]
+    if not rows:
+        return []
+    lines = ["## Verification", ""]
+    reopening = review.reopening
+    if reopening is not None:
+        state = f"closed again {_when(reopening.settled_at)}" if reopening.settled_at else "still open"
+        lines += [f"**The lesson was reopened {_when(reopening.at)}: {_text(reopening.reason)}** ({state}).", ""]
+    header = ("ID", "How success is measured", "Verifier", "Verdict", "Evidence")
+    return [*lines, *_table(header, rows), ""]
+
+
 def _recurrence(review: Review) -> list[str]:
     lines = []
     if review.recurrence is not None:
@@ -228,6 +293,7 @@ def render_postmortem(review: Review) -> str:
     else:
         lines.append(_NOT_RECORDED)
     lines += ["", "## Action items", "", *_action_items(review), ""]
+    lines += _verification(review)
     lines += ["## Related reviews", "", *_recurrence(review), ""]
     if review.status_history:
         lines += ["## Review history", ""]

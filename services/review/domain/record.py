@@ -21,6 +21,7 @@ from schemas import (
     ReviewStatus,
     Severity,
 )
+from schemas.verification import Evidence, Verdict, VerificationPlan
 from services.review.domain.policy import ReviewDecision
 
 
@@ -149,6 +150,27 @@ class ContributingFactor(Section):
     description: str = Field(min_length=1, max_length=LONG_TEXT)
 
 
+class VerificationResult(Section):
+    """The verdict an action item holds now and the evidence for it (``domain/verification.py`` decides which)."""
+
+    verdict: Verdict
+    evidence: Evidence
+    attempt: int | None = Field(
+        default=None, ge=1, description="Follow-up's evaluation attempt; null for a verdict a person recorded"
+    )
+    recorded_at: UtcTime
+    recorded_by: str = Field(description='The person who recorded it, or "followup" for the judge')
+    event_id: str | None = Field(default=None, description="The RemediationVerified event it came from, if any")
+
+
+class RecurredAfterVerification(Section):
+    """The problem came back after this item was verified effective: the verdict did not hold."""
+
+    review_id: str = Field(description="The later review, whose incident recurred")
+    incident_key: str
+    at: UtcTime
+
+
 class ActionItem(Section):
     id: str = Field(description='Assigned by the service: "AI-1", "AI-2", ... within the review')
     title: str = Field(min_length=1, max_length=SHORT_TEXT)
@@ -160,6 +182,11 @@ class ActionItem(Section):
     status: ActionItemStatus = ActionItemStatus.OPEN
     status_reason: str | None = Field(default=None, max_length=LONG_TEXT, description="Why it was marked won't do")
     ticket_url: str | None = Field(default=None, max_length=2_000, description="Link to the tracker's ticket")
+    verification: VerificationPlan | None = Field(default=None, description="How the item proves it worked")
+    verification_result: VerificationResult | None = Field(
+        default=None, description="The latest verdict on the remediation, with its evidence"
+    )
+    recurred_after_verification: RecurredAfterVerification | None = None
     created_at: UtcTime
     updated_at: UtcTime
 
@@ -193,6 +220,23 @@ class Recurrence(Section):
     earlier_remediated: bool = Field(description="Every action item of the earlier review was done (at least one)")
 
 
+class Reopening(Section):
+    """A remediation was verified not effective: the lesson is open again until the review is closed again."""
+
+    action_item_ids: list[str] = Field(description="The items verified not effective")
+    reason: str
+    at: UtcTime
+    new_action_item_required: bool = Field(description="The policy asks for a new action item before closing again")
+    action_items_before: int = Field(
+        default=0, ge=0, description="How many action items the review had when reopened (items are never removed)"
+    )
+    settled_at: UtcTime | None = Field(default=None, description="When the review was closed again")
+
+    @property
+    def active(self) -> bool:
+        return self.settled_at is None
+
+
 class Review(BaseModel):
     """A lessons-learned record: incident facts, the policy's decision, and the sections people complete."""
 
@@ -205,6 +249,9 @@ class Review(BaseModel):
     policy_reason: str
     policy_rule: str | None = Field(default=None, description="The policy rule that decided, if any")
     required_sections: list[str] = Field(default_factory=list, description="Sections that must be filled to approve")
+    measurable_verification_required: bool = Field(
+        default=False, description="The policy requires a measurable verification before approval"
+    )
     due_at: UtcTime | None = None
     created_at: UtcTime
     updated_at: UtcTime
@@ -227,6 +274,7 @@ class Review(BaseModel):
     recurred_after_remediation: bool = False
     status_history: list[StatusChange] = Field(default_factory=list)
     action_items_waiver: Waiver | None = None
+    reopening: Reopening | None = Field(default=None, description="Set when a remediation was verified not effective")
     opened_by_event_id: str
 
     def action_item(self, item_id: str) -> ActionItem | None:
@@ -245,6 +293,7 @@ def open_review(incident: IncidentClosed, decision: ReviewDecision, now: datetim
         policy_reason=decision.reason,
         policy_rule=decision.rule,
         required_sections=list(decision.required_sections),
+        measurable_verification_required=decision.measurable_verification_required,
         due_at=decision.due_at,
         created_at=now,
         updated_at=now,

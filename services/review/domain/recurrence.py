@@ -5,7 +5,8 @@ window before the new incident's resolution. Of the matches, the latest is the e
 last, then the one opened last, then the greatest id (``occurrence_order``), so a run of occurrences forms a chain in
 which each review names its predecessor and each predecessor gains one successor. The two reviews are linked both
 ways. When every action item of the earlier review was done (and there was at least one), the remediation did not
-hold: the new review is flagged ``recurred_after_remediation``.
+hold: the new review is flagged ``recurred_after_remediation``. Items of the earlier review verified effective are
+marked ``recurred_after_verification``: the verdict did not hold either.
 """
 
 import json
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from schemas import ActionItemStatus, ReviewRecurred, ReviewUpdated
+from schemas import ActionItemStatus, ActionItemUpdated, ReviewRecurred, ReviewUpdated
 from services.review.domain.record import Recurrence, Review, event_id_for
+from services.review.domain.verification import mark_recurred_after_verification
 
 MatchedOn = Literal["fingerprint", "service_and_title"]
 
@@ -108,12 +110,15 @@ class RecurrenceLink:
     recurred: ReviewRecurred
     earlier: Review
     earlier_updated: ReviewUpdated
+    # One per earlier item verified effective, now marked recurred_after_verification (same version as the link).
+    earlier_items_recurred: tuple[ActionItemUpdated, ...] = ()
 
 
 def link_recurrence(new: Review, earlier: Review, now: datetime) -> RecurrenceLink:
     """Both reviews linked; the new one (still at its opening version) flagged, the earlier one a version higher.
 
-    The earlier review gains only the new review's id (stored with a bounded ``$addToSet``, never a rewrite of it).
+    The earlier review gains only the new review's id (stored with a bounded ``$addToSet``, never a rewrite of it), and
+    its action items when some verified effective are marked as recurred.
     """
     how = matched_on(new, earlier)
     after_remediation = remediated(earlier)
@@ -138,6 +143,7 @@ def link_recurrence(new: Review, earlier: Review, now: datetime) -> RecurrenceLi
             "updated_by": None,
         }
     )
+    linked_earlier, items_recurred = mark_recurred_after_verification(linked_earlier, linked_new, now)
     return RecurrenceLink(
         new=linked_new,
         recurred=ReviewRecurred(
@@ -161,6 +167,7 @@ def link_recurrence(new: Review, earlier: Review, now: datetime) -> RecurrenceLi
             owner=earlier.owner,
             due_at=earlier.due_at,
         ),
+        earlier_items_recurred=items_recurred,
     )
 
 

@@ -18,6 +18,7 @@ from schemas import ReviewStatus, ReviewStatusChanged
 from services.review.domain.limits import check_within_limits
 from services.review.domain.record import Review, StatusChange, Waiver, event_id_for
 from services.review.domain.refusals import TransitionRefusedError
+from services.review.domain.verification import missing_measurable_verification, reopening_problem, settled
 
 S = ReviewStatus
 Guard = Literal["approval", "closing"]
@@ -89,6 +90,9 @@ def approval_problems(review: Review) -> list[str]:
     missing = [section for section in review.required_sections if not section_filled(review, section)]
     if missing:
         problems.append(f"the policy requires these sections, still empty: {', '.join(missing)}")
+    verification = missing_measurable_verification(review)
+    if verification is not None:
+        problems.append(verification)
     return problems
 
 
@@ -114,15 +118,19 @@ def refusal(
 
 
 def _closing_refusal(review: Review, reason: str | None, waive_open_action_items: bool) -> str | None:
+    problems = []
     unfinished = [item.id for item in review.action_items if item.unfinished]
     if unfinished and not waive_open_action_items:
-        return (
+        problems.append(
             f"cannot close while action items are unfinished ({', '.join(unfinished)}): finish them, "
             "or waive them with waive_open_action_items and a reason"
         )
-    if unfinished and not reason:
-        return "waiving unfinished action items needs a reason"
-    return None
+    elif unfinished and not reason:
+        problems.append("waiving unfinished action items needs a reason")
+    reopened = reopening_problem(review)
+    if reopened is not None:
+        problems.append(("cannot close: " if not problems else "") + reopened)
+    return "; ".join(problems) or None
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,7 @@ def transition(
             "updated_at": now,
             "updated_by": by,
             "action_items_waiver": waiver,
+            "reopening": settled(review, now) if request.to == S.CLOSED else review.reopening,
             "status_history": [
                 *review.status_history,
                 StatusChange(from_status=review.status, to_status=request.to, reason=reason, by=by, at=now),

@@ -110,6 +110,8 @@ def review_settings(unique: str, **overrides: Any) -> ReviewSettings:
         "closed_topic": f"incidents.closed.{unique}",
         "events_topic": f"reviews.events.{unique}",
         "group_id": f"review-{unique}",
+        "followups_topic": f"followups.events.{unique}",
+        "followups_group_id": f"review-followups-{unique}",
         "retry_backoff_seconds": 0.05,
         "api_tokens": json.dumps(TOKENS),
         "anonymous_reads": True,
@@ -132,7 +134,14 @@ async def review_app(
     settings = review_settings(unique, **overrides)
     clock = Clock(now)
     if with_kafka:
-        await create_topics(servers.kafka_bootstrap, settings.closed_topic, settings.events_topic, settings.dlq_topic)
+        await create_topics(
+            servers.kafka_bootstrap,
+            settings.closed_topic,
+            settings.events_topic,
+            settings.dlq_topic,
+            settings.followups_topic,
+            settings.followups_dlq_topic,
+        )
     async with scratch_database(servers.mongodb_uri, f"review_{unique}") as db:
         app = create_app(
             KafkaSettings(bootstrap_servers=servers.kafka_bootstrap),

@@ -91,7 +91,15 @@ async def test_a_review_goes_through_its_workflow_and_every_step_is_announced(ma
         patched = await app.http.patch(url, json=sections, headers={**editor, **if_match(2)})
         assert patched.status_code == 200
         assert patched.headers["etag"] == '"3"'
-        item = {"title": "Add canary stage", "priority": "high", "category": "process", "owner": "erin"}
+        # The default policy wants a measurable verification before a critical review is approved.
+        check = {"method": "alert", "alert_name": "PaymentsErrorBudgetBurn", "alert_matchers": {"service": "payments"}}
+        item = {
+            "title": "Add canary stage",
+            "priority": "high",
+            "category": "process",
+            "owner": "erin",
+            "verification": check,
+        }
         added = await app.http.post(f"{url}/action-items", json={**item, "version": 3}, headers=editor)
         assert added.status_code == 201
         assert added.json()["action_items"][0]["id"] == "AI-1"

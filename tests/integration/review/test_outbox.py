@@ -180,6 +180,8 @@ def review_process(servers: Servers, unique: str, tmp_path: Path) -> Iterator[Re
         "REVIEW_CLOSED_TOPIC": f"incidents.closed.{unique}",
         "REVIEW_EVENTS_TOPIC": f"reviews.events.{unique}",
         "REVIEW_GROUP_ID": f"review-{unique}",
+        "REVIEW_FOLLOWUPS_TOPIC": f"followups.events.{unique}",
+        "REVIEW_FOLLOWUPS_GROUP_ID": f"review-followups-{unique}",
         "REVIEW_HTTP_PORT": str(_free_port()),
         "REVIEW_API_TOKENS": json.dumps(TOKENS),
         "REVIEW_ANONYMOUS_READS": "true",

@@ -7,6 +7,7 @@ from schemas import IncidentClosed, Severity, TimelineEntry
 from services.review.domain.editing import ActionItemDraft, SectionEdit, add_action_item, edit_sections
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import ContributingFactor, FactorCategory, Review, open_review
+from tests.support.verification import METRIC_CHECK
 
 RESOLVED = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)  # a Friday
 NOW = datetime(2026, 11, 27, 10, 1, tzinfo=UTC)
@@ -44,14 +45,16 @@ def edited(review: Review, **sections: Any) -> Review:
 
 
 def ready_to_approve(review: Review) -> Review:
-    """Findings, a recommendation and every section the default policy requires."""
-    return edited(
+    """Findings, a recommendation, every section the default policy requires, and a done action item with the
+    measurable verification the default policy requires of critical incidents."""
+    ready = edited(
         review,
         owner="alice",
         analysis={"what_went_wrong": ["The retry storm was not throttled"]},
         contributing_factors=[ContributingFactor(category=FactorCategory.TECHNOLOGY, description="No backoff")],
         recommendations=["Add exponential backoff to the order worker"],
     )
+    return with_item(ready, owner="erin", status="done", verification=METRIC_CHECK)
 
 
 def with_item(review: Review, **fields: Any) -> Review:

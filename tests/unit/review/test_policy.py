@@ -158,6 +158,15 @@ def test_owner_by_service_then_team_then_default() -> None:
         ("required_sections: [owner, lessons]", "required_sections.1: Input should be 'owner'"),
         ("owners: {by_servce: {}}", "owners.by_servce: Extra inputs are not permitted"),
         ("version: 2", "version: Input should be 1"),
+        (
+            "verification: {measurable_required_for: [severe]}",
+            "verification.measurable_required_for.0: Input should be",
+        ),
+        ("verification: {new_action_item: true}", "verification.new_action_item: Extra inputs are not permitted"),
+        (
+            "verification: {new_action_item_when_not_effective: maybe}",
+            "verification.new_action_item_when_not_effective",
+        ),
         ("otherwise: sometimes", "otherwise: Input should be"),
         ("rules: [\n", "not valid YAML"),
         ("", "expected a mapping"),
@@ -174,3 +183,15 @@ def test_a_missing_file_is_refused_with_its_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     with pytest.raises(PolicyError, match=r"nope\.yaml: cannot read the review policy file"):
         load_policy(missing)
+
+
+def test_measurable_verification_is_required_by_severity_and_can_be_turned_off() -> None:
+    critical, high = incident("C", severity=Severity.CRITICAL), incident("H", severity=Severity.HIGH)
+    assert ReviewPolicy().decide(critical).measurable_verification_required
+    assert not ReviewPolicy().decide(high).measurable_verification_required
+    chosen = parse_policy("verification: {measurable_required_for: high}")
+    assert chosen.decide(high).measurable_verification_required
+    assert not chosen.decide(critical).measurable_verification_required
+    off = parse_policy("verification: {measurable_required_for: [], new_action_item_when_not_effective: false}")
+    assert not off.decide(critical).measurable_verification_required
+    assert not off.verification.new_action_item_when_not_effective

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from markdown_it import MarkdownIt
 
-from schemas import ActionItemCategory, ActionItemPriority, ActionItemStatus, ReviewStatus, Severity
+from schemas import ActionItemCategory, ActionItemPriority, ActionItemStatus, ReviewStatus, Severity, Verdict
 from services.review.domain.editing import (
     ActionItemDraft,
     ActionItemEdit,
@@ -17,8 +17,10 @@ from services.review.domain.editing import (
 )
 from services.review.domain.postmortem import render_postmortem
 from services.review.domain.record import Recurrence, Review
+from services.review.domain.verification import ManualVerdict, Recorded, record_judged_verdict, record_manual_verdict
 from services.review.domain.workflow import Transition, transition
 from tests.support.fixtures import FIXTURES, fixture
+from tests.support.verification import remediation_verified
 from tests.unit.review.builders import NOW, edited, incident, opened
 
 GOLDEN = "postmortem_complete.md"
@@ -205,3 +207,63 @@ def test_link_targets_are_http_only() -> None:
     for scheme in ("javascript:alert(1)", "data:text/html,<script>", "vbscript:x", "//evil.example/x"):
         document = render_postmortem(opened(incident(url=scheme)))
         assert "[source](" not in document
+
+
+def test_each_verification_shows_its_plan_verdict_and_evidence_inertly() -> None:
+    hostile_query = "rate(x[5m]) | `y` <script>alert(1)</script>"
+    review = opened()
+    for draft in (
+        ActionItemDraft.model_validate(
+            {
+                "title": "Cap retries",
+                "owner": "erin",
+                "status": "done",
+                "verification": {"method": "metric", "query": hostile_query, "comparison": "<", "threshold": 0.5},
+            }
+        ),
+        ActionItemDraft.model_validate(
+            {"title": "Runbook", "status": "done", "verification": {"method": "manual", "verifier": "eve"}}
+        ),
+        ActionItemDraft(title="No check"),
+    ):
+        review = add_action_item(review, draft, by="alice", now=NOW)[0]
+    judged = record_judged_verdict(
+        review,
+        remediation_verified(review.id, review.incident_key, verdict=Verdict.NOT_EFFECTIVE, attempt=2),
+        now=NOW,
+        new_item_required=True,
+    )
+    assert isinstance(judged, Recorded)
+    verdict = ManualVerdict.model_validate(
+        {
+            "verdict": "effective",
+            "evidence": "Drill passed <img src=x onerror=alert(1)>\n# heading",
+            "links": ["https://wiki.example/drill(1)", "http://x.example/a"],
+        }
+    )
+    manual = record_manual_verdict(
+        judged.review, "AI-2", verdict, by="eve", admin=False, now=NOW, new_item_required=True
+    )
+    document = render_postmortem(manual.review)
+    html = rendered_html(document)
+
+    assert "## Verification" in document
+    assert "**The lesson was reopened 2026-11-27 10:01 UTC: AI-1 was verified not effective** (still open)." in document
+    assert html.count("<table>") == 4  # facts, timeline, action items, verification
+    assert "<script" not in html
+    assert "<img" not in html
+    assert "\n# heading" not in document
+    section = document.split("## Verification")[1].splitlines()
+    row_1 = next(line for line in section if line.startswith("| AI-1 |"))
+    assert "metric: `rate(x[5m]) \\| `" not in row_1  # the query is one code span, its pipe escaped
+    assert "**not_effective**" in row_1
+    assert "judged by followup/prometheus" in row_1
+    assert "attempt 2" in row_1
+    assert "observed 9.5 (baseline 12)" in row_1
+    row_2 = next(line for line in section if line.startswith("| AI-2 |"))
+    assert "manual: judged by a person" in row_2
+    assert "**effective**" in row_2
+    assert "[evidence 1](https://wiki.example/drill%281%29)" in row_2
+    assert "[evidence 2](http://x.example/a)" in row_2
+    assert not any(line.startswith("| AI-3 |") for line in section)
+    assert re.findall(r'href="([^"]*)"', html) == ["https://wiki.example/drill%281%29", "http://x.example/a"]

@@ -80,6 +80,8 @@ def test_approval_needs_findings_and_a_recommendation_and_the_required_sections(
         "there are no findings yet (analysis.what_went_well, analysis.what_went_wrong or contributing_factors)",
         "there is no recommendation; add one, or say why none is needed in no_action_needed_reason",
         "the policy requires these sections, still empty: owner, analysis.what_went_wrong, contributing_factors",
+        "the policy requires a measurable verification (metric, alert or recurrence) for critical incidents: add an "
+        "action item with one, or say why no action is needed in no_action_needed_reason",
     ]
     with pytest.raises(TransitionRefusedError, match=r"^cannot approve: there are no findings"):
         transition(review, Transition(to=S.APPROVED), by="alice", now=NOW)
@@ -91,7 +93,9 @@ def test_no_action_needed_with_a_reason_stands_in_for_recommendations() -> None:
     review = with_status(opened(policy=lenient), S.IN_REVIEW)
     review = edited(review, analysis={"what_went_well": ["Failover worked within a minute"]})
     assert approval_problems(review) == [
-        "there is no recommendation; add one, or say why none is needed in no_action_needed_reason"
+        "there is no recommendation; add one, or say why none is needed in no_action_needed_reason",
+        "the policy requires a measurable verification (metric, alert or recurrence) for critical incidents: add an "
+        "action item with one, or say why no action is needed in no_action_needed_reason",
     ]
     review = edited(review, no_action_needed_reason="Failover worked as designed; nothing to change")
     moved, _ = transition(review, Transition(to=S.APPROVED), by="alice", now=NOW)
