@@ -9,8 +9,8 @@ import os
 import socket
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import dlq_topic_for
 from servicekit.kafka_settings import KafkaSettings
@@ -18,7 +18,7 @@ from servicekit.mongo_settings import MongoSettings
 from servicekit.service_settings import ServiceSettings
 from services.followup.domain.policy import EscalationLevel, FollowupPolicy
 
-__all__ = ["FollowupSettings", "KafkaSettings", "MongoSettings"]
+__all__ = ["FollowupSettings", "KafkaSettings", "MongoSettings", "PrometheusSettings"]
 
 
 class EscalationLevelSetting(BaseModel):
@@ -75,3 +75,30 @@ class FollowupSettings(ServiceSettings):
             ),
             effectiveness_check_after=self.effectiveness_check_after,
         )
+
+
+class PrometheusSettings(BaseSettings):
+    """The one Prometheus server remediation checks query (``FOLLOWUP_PROMETHEUS_`` settings).
+
+    Queries go to ``url`` and nowhere else: the expression travels in the request body, redirects are not followed.
+    Unset, metric and alert verifications stay ``inconclusive`` with that reason (and are retried).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FOLLOWUP_PROMETHEUS_")
+
+    # Scheme, host and any path prefix (e.g. https://prometheus.example/prom), without query or fragment.
+    url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    username: str | None = None
+    password: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # An answer larger than this is refused (an expression that selects thousands of series is a mistake).
+    max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _one_kind_of_auth(self) -> "PrometheusSettings":
+        if self.bearer_token is not None and (self.username is not None or self.password is not None):
+            raise ValueError("set either FOLLOWUP_PROMETHEUS_BEARER_TOKEN or a username and password, not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("basic auth needs both FOLLOWUP_PROMETHEUS_USERNAME and FOLLOWUP_PROMETHEUS_PASSWORD")
+        return self
