@@ -12,11 +12,12 @@ from datetime import timedelta
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas import dlq_topic_for
+from schemas import ActionItemPriority, dlq_topic_for
 from servicekit.kafka_settings import KafkaSettings
 from servicekit.mongo_settings import MongoSettings
 from servicekit.service_settings import ServiceSettings
 from services.followup.domain.policy import EscalationLevel, FollowupPolicy
+from services.followup.domain.verification import Timing, VerificationPolicy
 
 __all__ = ["FollowupSettings", "KafkaSettings", "MongoSettings", "PrometheusSettings"]
 
@@ -31,6 +32,20 @@ class EscalationLevelSetting(BaseModel):
 def _replica_id() -> str:
     # Names the lease holder in the timers collection: enough to tell replicas apart when reading it.
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class VerificationTimingSetting(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stabilisation: timedelta
+    window: timedelta
+
+
+def _default_verification_timings() -> dict[ActionItemPriority, VerificationTimingSetting]:
+    return {
+        priority: VerificationTimingSetting(stabilisation=timing.stabilisation, window=timing.window)
+        for priority, timing in VerificationPolicy().timings.items()
+    }
 
 
 class FollowupSettings(ServiceSettings):
@@ -58,9 +73,19 @@ class FollowupSettings(ServiceSettings):
     sweep_batch_size: int = Field(default=200, ge=1)
     replica_id: str = Field(default_factory=_replica_id, min_length=1)
 
+    # Remediation verification: per-priority defaults where an item's plan sets no stabilisation or window, e.g.
+    # FOLLOWUP_VERIFICATION_TIMINGS='{"critical": {"stabilisation": "P1D", "window": "P7D"}, ...}' (every priority).
+    verification_timings: dict[ActionItemPriority, VerificationTimingSetting] = Field(
+        default_factory=_default_verification_timings
+    )
+    verification_evaluation_delay: timedelta = timedelta(minutes=2)
+    verification_retry_first: timedelta = timedelta(minutes=5)
+    verification_retry_max: timedelta = timedelta(hours=6)
+
     @model_validator(mode="after")
     def _policy_is_valid(self) -> "FollowupSettings":
         self.policy()  # raises with the reason at start-up rather than at the first event
+        self.verification_policy()
         return self
 
     @property
@@ -74,6 +99,17 @@ class FollowupSettings(ServiceSettings):
                 EscalationLevel(after=level.after, target=level.target) for level in self.escalation_levels
             ),
             effectiveness_check_after=self.effectiveness_check_after,
+        )
+
+    def verification_policy(self) -> VerificationPolicy:
+        return VerificationPolicy(
+            timings={
+                priority: Timing(stabilisation=timing.stabilisation, window=timing.window)
+                for priority, timing in self.verification_timings.items()
+            },
+            evaluation_delay=self.verification_evaluation_delay,
+            retry_first=self.verification_retry_first,
+            retry_max=self.verification_retry_max,
         )
 
 

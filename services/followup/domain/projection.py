@@ -123,7 +123,15 @@ class ActionItemClosed:
     seconds_open: float
 
 
-Fact = ReviewTracked | ReviewCompleted | ActionItemTracked | ActionItemClosed
+@dataclass(frozen=True)
+class RemediationJudged:
+    """Review recorded a final verdict (effective or not) on an action item's remediation."""
+
+    severity: Severity
+    verdict: Verdict
+
+
+Fact = ReviewTracked | ReviewCompleted | ActionItemTracked | ActionItemClosed | RemediationJudged
 
 
 class Outcome(StrEnum):
@@ -222,7 +230,7 @@ def _changed(view: ReviewView, event: AnyReviewEvent) -> tuple[ReviewView, tuple
         # Counted by review, which links the recurrence (lessons_review_recurrences_total); kept here for the record.
         return replace(view, recurrences=view.recurrences + 1), ()
     if isinstance(event, VerificationRecorded):
-        return _verification_recorded(view, event), ()
+        return _verification_recorded(view, event)
     raise AssertionError(f"unhandled review event {type(event).__name__}")  # pragma: no cover
 
 
@@ -292,12 +300,13 @@ def _item_changed(view: ReviewView, event: ActionItemAdded | ActionItemUpdated) 
     return replace(view, action_items=_with_item(view.action_items, after)), tuple(facts)
 
 
-def _verification_recorded(view: ReviewView, event: VerificationRecorded) -> ReviewView:
+def _verification_recorded(view: ReviewView, event: VerificationRecorded) -> tuple[ReviewView, tuple[Fact, ...]]:
     """A final verdict ends follow-up's evaluations of the item (pending ones are cancelled); inconclusive does not."""
     item = view.item(event.action_item_id)
     if item is None or event.verdict is Verdict.INCONCLUSIVE:
-        return view
-    return replace(view, action_items=_with_item(view.action_items, replace(item, verdict=event.verdict)))
+        return view, ()
+    judged = replace(view, action_items=_with_item(view.action_items, replace(item, verdict=event.verdict)))
+    return judged, (RemediationJudged(view.severity, event.verdict),)
 
 
 def _with_item(items: tuple[ActionItemView, ...], item: ActionItemView) -> tuple[ActionItemView, ...]:
