@@ -17,7 +17,7 @@ import pytest
 from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.database import AsyncDatabase
 
-from schemas import RemediationVerified, followup_event_adapter
+from schemas import ActionItemStatus, RemediationVerified, followup_event_adapter
 from schemas.verification import Verdict
 from services.followup.domain.answers import Answer
 from services.followup.domain.policy import FollowupPolicy
@@ -225,3 +225,34 @@ async def test_a_replica_killed_after_publishing_is_repeated_with_the_same_event
     )
     assert stored[0]["fired_by"] == "replica-2"
     assert stored[0]["verdict"] == "effective"
+
+
+async def test_reopening_the_item_cancels_its_pending_attempts_retries_included(
+    verification: Verification, history: History, unique: str
+) -> None:
+    review_id = f"r-{unique}"
+    client = PrometheusClient(PrometheusSettings(url=None))  # inconclusive: a retry gets added
+    try:
+        (inconclusive,) = await verification.replica("replica-1", client).sweep_once(verification.due)
+    finally:
+        await client.close()
+    pending = [doc["_id"] for doc in await verification.timers.for_reviews([review_id]) if doc["fired_at"] is None]
+    story = ReviewStory(review_id)
+    story.version = (await verification.views.get(review_id)).version  # type: ignore[union-attr]
+    tracker = ReviewTracker(
+        verification.views,
+        TimerRepository(verification.database),
+        FollowupPolicy(),
+        VerificationTracking(verification.timers, verification.recurrences, POLICY),
+    )
+
+    await tracker.track(
+        story.item_updated(at=history.at(130), item_id="latency", status=ActionItemStatus.IN_PROGRESS).model_copy(
+            update={"verification": LATENCY_FIXED}
+        )
+    )
+
+    remaining = await verification.timers.for_reviews([review_id])
+    assert inconclusive.event.verdict is Verdict.INCONCLUSIVE
+    assert pending == [inconclusive.timer.timer_id.replace("#1", "#2")]
+    assert [(doc["_id"], doc["fired_at"] is not None) for doc in remaining] == [(inconclusive.timer.timer_id, True)]

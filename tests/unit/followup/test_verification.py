@@ -31,6 +31,7 @@ from services.followup.domain.verification import (
     questions,
     remediation_verified,
 )
+from services.followup.metrics import FollowupMetrics
 from tests.unit.followup.builders import DAY, T0, ReviewStory
 
 POLICY = VerificationPolicy()
@@ -353,3 +354,24 @@ def test_each_attempt_is_its_own_event_published_with_the_same_id_whoever_fires_
     assert (event.action_item_id, event.priority, event.verification) == ("a-1", ActionItemPriority.HIGH, METRIC)
     assert followup_event_adapter.validate_json(event.model_dump_json()) == event
     assert remediation_verified(request, 2, due, judgement) == event
+
+
+def test_final_verdicts_recorded_by_review_are_counted_by_severity_inconclusive_ones_are_not() -> None:
+    story, events = done_item(METRIC)
+    view = view_of(*events)
+    metrics = FollowupMetrics.create()
+
+    for verdict in (Verdict.INCONCLUSIVE, Verdict.NOT_EFFECTIVE):
+        applied = apply_event(view, recorded(story, verdict, DONE_AT + 9 * DAY))
+        assert applied.view is not None
+        view = applied.view
+        for fact in applied.facts:
+            metrics.record(fact)
+
+    def counted(verdict: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "lessons_remediation_verdicts_total", {"severity": "high", "verdict": verdict}
+        )
+
+    assert (counted("effective"), counted("not_effective")) == (0.0, 1.0)
+    assert view.item("a-1").verdict is Verdict.NOT_EFFECTIVE  # type: ignore[union-attr]
