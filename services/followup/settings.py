@@ -74,7 +74,7 @@ class FollowupSettings(ServiceSettings):
     replica_id: str = Field(default_factory=_replica_id, min_length=1)
 
     # Remediation verification: per-priority defaults where an item's plan sets no stabilisation or window, e.g.
-    # FOLLOWUP_VERIFICATION_TIMINGS='{"critical": {"stabilisation": "P1D", "window": "P7D"}, ...}' (every priority).
+    # FOLLOWUP_VERIFICATION_TIMINGS='{"critical": {"stabilisation": "P1D", "window": "P7D"}}' (others keep theirs).
     verification_timings: dict[ActionItemPriority, VerificationTimingSetting] = Field(
         default_factory=_default_verification_timings
     )
@@ -103,9 +103,10 @@ class FollowupSettings(ServiceSettings):
 
     def verification_policy(self) -> VerificationPolicy:
         return VerificationPolicy(
+            # A priority the setting leaves out keeps its default.
             timings={
                 priority: Timing(stabilisation=timing.stabilisation, window=timing.window)
-                for priority, timing in self.verification_timings.items()
+                for priority, timing in {**_default_verification_timings(), **self.verification_timings}.items()
             },
             evaluation_delay=self.verification_evaluation_delay,
             retry_first=self.verification_retry_first,

@@ -30,6 +30,7 @@ from services.followup.domain.verification import (
     Answers,
     Question,
     VerificationPolicy,
+    VerificationRequest,
     judge,
     plan_verifications,
     questions,
@@ -129,14 +130,15 @@ class RemediationVerifier:
         return fired
 
     async def _fire(self, timer: ClaimedVerification, now: datetime) -> Fired | None:
-        if not await self._still_planned(timer):
+        request = await self._planned_request(timer)
+        if request is None:
             # Cancelled since it was planned (a race with the review's events): done, without a verdict.
             await self._timers.mark_fired(timer.timer_id, self.replica_id, now, skipped=True)
             log.info("verification %s is no longer planned: dropped", timer.timer_id)
             return None
         payload = timer.payload
         if payload is None:
-            evaluated = await self._evaluate(timer, now)
+            evaluated = await self._evaluate(request, timer, now)
             payload = evaluated.model_dump_json()
             if not await self._timers.store_verdict(timer.timer_id, self.replica_id, payload, evaluated.verdict):
                 log.warning("verification %s was taken over or cancelled while it was evaluated", timer.timer_id)
@@ -154,14 +156,17 @@ class RemediationVerifier:
             self._metrics.evaluated(event)
         return Fired(timer, event)
 
-    async def _still_planned(self, timer: ClaimedVerification) -> bool:
+    async def _planned_request(self, timer: ClaimedVerification) -> VerificationRequest | None:
+        """The evaluation as the review's current view plans it (same plan and times, current owner and titles)."""
         view = await self._views.get(timer.request.review_id)
         if view is None:
-            return False
-        return any(one.request.series == timer.series for one in plan_verifications(view, self._policy))
+            return None
+        planned = plan_verifications(view, self._policy)
+        return next((one.request for one in planned if one.request.series == timer.series), None)
 
-    async def _evaluate(self, timer: ClaimedVerification, now: datetime) -> RemediationVerified:
-        request = timer.request
+    async def _evaluate(
+        self, request: VerificationRequest, timer: ClaimedVerification, now: datetime
+    ) -> RemediationVerified:
         asked = questions(request)
         observed, baseline, coverage = await asyncio.gather(
             self._ask(asked.observed), self._ask(asked.baseline), self._ask(asked.coverage)

@@ -6,15 +6,17 @@ An in-memory transport stands in for the network here; the answers themselves ar
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from schemas import ActionItemPriority
 from services.followup.domain.answers import NoAnswer, Problem, Values
+from services.followup.domain.verification import Timing, VerificationPolicy
 from services.followup.prometheus import PrometheusClient
-from services.followup.settings import PrometheusSettings
+from services.followup.settings import FollowupSettings, PrometheusSettings
 
 AT = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 SUCCESS = {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, "1.5"]}]}}
@@ -113,3 +115,26 @@ async def test_a_declared_oversized_answer_is_not_read() -> None:
 def test_settings_refuse_what_could_send_queries_elsewhere_or_half_authenticated(values: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         PrometheusSettings.model_validate(values)
+
+
+def test_verification_and_prometheus_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOLLOWUP_VERIFICATION_TIMINGS", '{"critical": {"stabilisation": "PT6H", "window": "P3D"}}')
+    monkeypatch.setenv("FOLLOWUP_VERIFICATION_RETRY_MAX", "PT1H")
+    monkeypatch.setenv("FOLLOWUP_PROMETHEUS_URL", "https://prom.example")
+    monkeypatch.setenv("FOLLOWUP_PROMETHEUS_BEARER_TOKEN", "t0ken")
+
+    policy = FollowupSettings().verification_policy()
+    prometheus = PrometheusSettings()
+
+    assert policy.timings[ActionItemPriority.CRITICAL] == Timing(timedelta(hours=6), timedelta(days=3))
+    assert policy.timings[ActionItemPriority.LOW] == VerificationPolicy().timings[ActionItemPriority.LOW]
+    assert policy.retry_max == timedelta(hours=1)
+    assert prometheus.url == "https://prom.example"
+    assert prometheus.bearer_token is not None
+    assert prometheus.bearer_token.get_secret_value() == "t0ken"
+
+
+def test_an_invalid_verification_setting_stops_the_service_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOLLOWUP_VERIFICATION_RETRY_FIRST", "P1D")
+    with pytest.raises(ValidationError, match="no longer than the longest"):
+        FollowupSettings()
