@@ -165,9 +165,13 @@ def plan_verifications(view: ReviewView, policy: VerificationPolicy) -> tuple[Pl
             continue
         if item.status is not ActionItemStatus.DONE or done_at is None:
             continue
-        timing = policy.timing(plan, item.priority)
-        window_start = done_at + timing.stabilisation
-        window_end = window_start + timing.window
+        try:
+            timing = policy.timing(plan, item.priority)
+            window_start = done_at + timing.stabilisation
+            window_end = window_start + timing.window
+            due_at = window_end + policy.evaluation_delay
+        except OverflowError:
+            continue  # a window that ends after the year 9999 never comes due: nothing to plan
         request = VerificationRequest(
             series=_series(view.review_id, item, plan, done_at, window_end),
             review_id=view.review_id,
@@ -184,7 +188,7 @@ def plan_verifications(view: ReviewView, policy: VerificationPolicy) -> tuple[Pl
             window_start=window_start,
             window_end=window_end,
         )
-        planned.append(PlannedVerification(request, window_end + policy.evaluation_delay))
+        planned.append(PlannedVerification(request, due_at))
     return tuple(sorted(planned, key=lambda one: (one.due_at, one.timer_id)))
 
 

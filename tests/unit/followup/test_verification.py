@@ -375,3 +375,8 @@ def test_final_verdicts_recorded_by_review_are_counted_by_severity_inconclusive_
 
     assert (counted("effective"), counted("not_effective")) == (0.0, 1.0)
     assert view.item("a-1").verdict is Verdict.NOT_EFFECTIVE  # type: ignore[union-attr]
+
+
+def test_a_window_too_long_to_ever_end_plans_nothing_rather_than_failing() -> None:
+    _, events = done_item(METRIC.model_copy(update={"window_seconds": 10**12}))
+    assert plan_verifications(view_of(*events), POLICY) == ()
