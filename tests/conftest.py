@@ -56,6 +56,7 @@ def _local_stack(tmp: Path) -> Iterator[Servers]:
         "LOCAL_KAFKA_PORT": os.environ.get("TEST_KAFKA_PORT", "29092"),
         "LOCAL_KAFKA_CONTROLLER_PORT": os.environ.get("TEST_KAFKA_CONTROLLER_PORT", "29093"),
         "LOCAL_MONGODB_PORT": os.environ.get("TEST_MONGODB_PORT", "28017"),
+        "LOCAL_PROMETHEUS_PORT": os.environ.get("TEST_PROMETHEUS_PORT", "29090"),
     }
     subprocess.run([str(STACK), "up"], env=env, check=True, stdout=subprocess.DEVNULL)
     try:

@@ -19,11 +19,15 @@ from servicekit.lifecycle import BrokerStarter, mongo_client
 from servicekit.ops import kafka_reachable, mongodb_reachable, ops_router
 from services.followup.handlers import ReviewEventConsumer
 from services.followup.metrics import FollowupMetrics
+from services.followup.prometheus import PrometheusClient
+from services.followup.recurrences import RecurrenceRepository
 from services.followup.review_views import ReviewViewRepository
 from services.followup.scheduler import TimerScheduler, counting_sweeps, kafka_publisher
-from services.followup.settings import FollowupSettings, KafkaSettings, MongoSettings
+from services.followup.settings import FollowupSettings, KafkaSettings, MongoSettings, PrometheusSettings
 from services.followup.timers_store import TimerRepository
 from services.followup.tracker import ReviewTracker
+from services.followup.verification_timers import VerificationTimerRepository
+from services.followup.verifier import RemediationVerifier, VerificationTracking, kafka_verdict_publisher
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,8 @@ class Followup:
     tracker: ReviewTracker
     scheduler: TimerScheduler
     metrics: FollowupMetrics
+    verifier: RemediationVerifier
+    verification_timers: VerificationTimerRepository
 
 
 def subscribe_consumer(
@@ -77,17 +83,27 @@ def create_app(
     mongo: MongoSettings | None = None,
     settings: FollowupSettings | None = None,
     clock: Clock | None = None,
+    prometheus: PrometheusSettings | None = None,
 ) -> FastAPI:
     kafka = kafka or KafkaSettings()
     mongo = mongo or MongoSettings()
     settings = settings or FollowupSettings()
+    prometheus = prometheus or PrometheusSettings()
     clock = clock or SystemClock()
     metrics = FollowupMetrics.create(backlog_recount=timedelta(seconds=settings.backlog_recount_seconds))
     client = mongo_client(mongo)
     database = client[mongo.database]
     views = ReviewViewRepository(database)
     timers = TimerRepository(database)
-    tracker = ReviewTracker(views, timers, settings.policy())
+    verification_timers = VerificationTimerRepository(database)
+    recurrences = RecurrenceRepository(database)
+    verification_policy = settings.verification_policy()
+    tracker = ReviewTracker(
+        views,
+        timers,
+        settings.policy(),
+        VerificationTracking(verification_timers, recurrences, verification_policy),
+    )
     broker = create_broker(
         kafka, client_id="followup", registry=metrics.registry, graceful_timeout=settings.shutdown_timeout_seconds
     )
@@ -101,30 +117,49 @@ def create_app(
         batch_size=settings.sweep_batch_size,
         after_sweep=counting_sweeps(metrics, views),
     )
+    prometheus_client = PrometheusClient(prometheus)
+    verifier = RemediationVerifier(
+        verification_timers,
+        views,
+        recurrences,
+        prometheus_client,
+        kafka_verdict_publisher(broker, settings.events_topic),
+        policy=verification_policy,
+        replica_id=settings.replica_id,
+        lease=timedelta(seconds=settings.lease_seconds),
+        batch_size=settings.sweep_batch_size,
+        metrics=metrics.verifications,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await views.ensure_indexes()
         await timers.ensure_indexes()
+        await verification_timers.ensure_indexes()
+        await recurrences.ensure_indexes()
         # Gauges come from MongoDB, not memory, so they are right straight after a restart.
         await metrics.refresh_backlog(views, clock.now())
         await starter.start()
         sweeping = asyncio.create_task(scheduler.run(clock, settings.sweep_interval_seconds), name="timer-sweeps")
+        verifying = asyncio.create_task(verifier.run(clock, settings.sweep_interval_seconds), name="verifications")
         try:
             yield
         finally:
             scheduler.stop()
-            try:
-                await asyncio.wait_for(sweeping, timeout=settings.shutdown_timeout_seconds)
-            except TimeoutError:
-                log.warning("timer sweep did not finish in time; an unmarked timer is taken over after its lease")
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeping
+            verifier.stop()
+            for task in (sweeping, verifying):
+                try:
+                    await asyncio.wait_for(task, timeout=settings.shutdown_timeout_seconds)
+                except TimeoutError:
+                    log.warning("%s did not finish in time; an unmarked timer is taken over after its lease", task)
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await starter.stop()
+            await prometheus_client.close()
             await client.close()
 
     app = FastAPI(title="incident-lessons follow-up", lifespan=lifespan)
-    app.state.followup = Followup(broker, views, timers, tracker, scheduler, metrics)
+    app.state.followup = Followup(broker, views, timers, tracker, scheduler, metrics, verifier, verification_timers)
     app.include_router(
         ops_router(metrics.registry, {"kafka": kafka_reachable(broker), "mongodb": mongodb_reachable(client)})
     )

@@ -25,10 +25,12 @@ from services.followup.domain.projection import (
     ActionItemClosed,
     ActionItemTracked,
     Fact,
+    RemediationJudged,
     ReviewCompleted,
     ReviewTracked,
 )
 from services.followup.ports import BacklogCounter, ClaimedTimer
+from services.followup.verification_metrics import VerificationMetrics
 
 HOUR = 3_600.0
 DAY = 86_400.0
@@ -72,6 +74,7 @@ class FollowupMetrics:
     timers_expired: Counter
     last_sweep: Gauge
     review_events: Counter
+    verifications: VerificationMetrics
     backlog_recount: timedelta = BACKLOG_RECOUNT
     _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
     _shown: _ShownBacklog = field(default_factory=_ShownBacklog)
@@ -183,6 +186,7 @@ class FollowupMetrics:
                 ["type", "outcome"],
                 registry=registry,
             ),
+            verifications=VerificationMetrics.create(registry, recount=backlog_recount),
         )
         metrics._declare_series()
         return metrics
@@ -213,6 +217,8 @@ class FollowupMetrics:
         elif isinstance(fact, ActionItemClosed):
             self.action_items_closed.labels(fact.priority.value, fact.status.value).inc()
             self.action_item_time_to_close.labels(fact.priority.value).observe(max(fact.seconds_open, 0.0))
+        elif isinstance(fact, RemediationJudged):
+            self.verifications.judged(fact)
 
     def record_fired(self, timer: ClaimedTimer) -> None:
         self.followup_events.labels(timer.event_type).inc()

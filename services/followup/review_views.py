@@ -14,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from schemas import ActionItemPriority, ActionItemStatus, ReviewStatus, Severity
+from schemas.verification import Verdict, VerificationPlan
 from services.followup.domain.backlog import Backlog, backlog_from_counts
 from services.followup.domain.projection import (
     BEFORE_PUBLICATION,
@@ -181,6 +182,8 @@ def view_to_document(view: ReviewView) -> Document:
                 "due_set_at": item.due_set_at,
                 "added_at": item.added_at,
                 "closed_at": item.closed_at,
+                "verification": None if item.verification is None else item.verification.model_dump(mode="json"),
+                "verdict": None if item.verdict is None else item.verdict.value,
             }
             for item in view.action_items
         ],
@@ -217,6 +220,11 @@ def view_from_document(document: Document) -> ReviewView:
                 due_set_at=item["due_set_at"],
                 added_at=item["added_at"],
                 closed_at=item["closed_at"],
+                # Absent from views stored before verifications existed.
+                verification=None
+                if item.get("verification") is None
+                else VerificationPlan.model_validate(item["verification"]),
+                verdict=None if item.get("verdict") is None else Verdict(item["verdict"]),
             )
             for item in document["action_items"]
         ),

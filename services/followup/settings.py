@@ -9,16 +9,17 @@ import os
 import socket
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas import dlq_topic_for
+from schemas import ActionItemPriority, dlq_topic_for
 from servicekit.kafka_settings import KafkaSettings
 from servicekit.mongo_settings import MongoSettings
 from servicekit.service_settings import ServiceSettings
 from services.followup.domain.policy import EscalationLevel, FollowupPolicy
+from services.followup.domain.verification import Timing, VerificationPolicy
 
-__all__ = ["FollowupSettings", "KafkaSettings", "MongoSettings"]
+__all__ = ["FollowupSettings", "KafkaSettings", "MongoSettings", "PrometheusSettings"]
 
 
 class EscalationLevelSetting(BaseModel):
@@ -31,6 +32,20 @@ class EscalationLevelSetting(BaseModel):
 def _replica_id() -> str:
     # Names the lease holder in the timers collection: enough to tell replicas apart when reading it.
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class VerificationTimingSetting(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stabilisation: timedelta
+    window: timedelta
+
+
+def _default_verification_timings() -> dict[ActionItemPriority, VerificationTimingSetting]:
+    return {
+        priority: VerificationTimingSetting(stabilisation=timing.stabilisation, window=timing.window)
+        for priority, timing in VerificationPolicy().timings.items()
+    }
 
 
 class FollowupSettings(ServiceSettings):
@@ -58,9 +73,19 @@ class FollowupSettings(ServiceSettings):
     sweep_batch_size: int = Field(default=200, ge=1)
     replica_id: str = Field(default_factory=_replica_id, min_length=1)
 
+    # Remediation verification: per-priority defaults where an item's plan sets no stabilisation or window, e.g.
+    # FOLLOWUP_VERIFICATION_TIMINGS='{"critical": {"stabilisation": "P1D", "window": "P7D"}}' (others keep theirs).
+    verification_timings: dict[ActionItemPriority, VerificationTimingSetting] = Field(
+        default_factory=_default_verification_timings
+    )
+    verification_evaluation_delay: timedelta = timedelta(minutes=2)
+    verification_retry_first: timedelta = timedelta(minutes=5)
+    verification_retry_max: timedelta = timedelta(hours=6)
+
     @model_validator(mode="after")
     def _policy_is_valid(self) -> "FollowupSettings":
         self.policy()  # raises with the reason at start-up rather than at the first event
+        self.verification_policy()
         return self
 
     @property
@@ -75,3 +100,42 @@ class FollowupSettings(ServiceSettings):
             ),
             effectiveness_check_after=self.effectiveness_check_after,
         )
+
+    def verification_policy(self) -> VerificationPolicy:
+        return VerificationPolicy(
+            # A priority the setting leaves out keeps its default.
+            timings={
+                priority: Timing(stabilisation=timing.stabilisation, window=timing.window)
+                for priority, timing in {**_default_verification_timings(), **self.verification_timings}.items()
+            },
+            evaluation_delay=self.verification_evaluation_delay,
+            retry_first=self.verification_retry_first,
+            retry_max=self.verification_retry_max,
+        )
+
+
+class PrometheusSettings(BaseSettings):
+    """The one Prometheus server remediation checks query (``FOLLOWUP_PROMETHEUS_`` settings).
+
+    Queries go to ``url`` and nowhere else: the expression travels in the request body, redirects are not followed.
+    Unset, metric and alert verifications stay ``inconclusive`` with that reason (and are retried).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FOLLOWUP_PROMETHEUS_")
+
+    # Scheme, host and any path prefix (e.g. https://prometheus.example/prom), without query or fragment.
+    url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    username: str | None = None
+    password: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # An answer larger than this is refused (an expression that selects thousands of series is a mistake).
+    max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _one_kind_of_auth(self) -> "PrometheusSettings":
+        if self.bearer_token is not None and (self.username is not None or self.password is not None):
+            raise ValueError("set either FOLLOWUP_PROMETHEUS_BEARER_TOKEN or a username and password, not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("basic auth needs both FOLLOWUP_PROMETHEUS_USERNAME and FOLLOWUP_PROMETHEUS_PASSWORD")
+        return self

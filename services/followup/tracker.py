@@ -4,8 +4,9 @@ The timers are reconciled even when the event changed nothing (a duplicate or st
 was stored but before its timers were, is repaired by the redelivery of the same event.
 """
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from schemas import AnyReviewEvent
 from services.followup.domain.policy import FollowupPolicy
@@ -33,11 +34,24 @@ class ConcurrentUpdateError(RuntimeError):
     pass
 
 
+class AfterTracking(Protocol):
+    """More to keep up to date once an event is applied and its view stored (e.g. verification timers)."""
+
+    def track(self, event: AnyReviewEvent, before: ReviewView | None, after: ReviewView | None) -> Awaitable[None]: ...
+
+
 class ReviewTracker:
-    def __init__(self, views: ReviewViews, timers: PlannedTimers, policy: FollowupPolicy) -> None:
+    def __init__(
+        self,
+        views: ReviewViews,
+        timers: PlannedTimers,
+        policy: FollowupPolicy,
+        after_tracking: AfterTracking | None = None,
+    ) -> None:
         self._views = views
         self._timers = timers
         self._policy = policy
+        self._after_tracking = after_tracking
 
     async def known(self, review_ids: Iterable[str]) -> KnownReviews:
         """The stored views and timers of these reviews, for tracking a batch of their events."""
@@ -64,6 +78,8 @@ class ReviewTracker:
                 timers = await self._timers.reconcile(review_id, planned, known.timers.pop(review_id, None))
                 if timers is not None:
                     known.timers[review_id] = timers
+            if self._after_tracking is not None:
+                await self._after_tracking.track(event, stored, applied.view)
             known.views[review_id] = applied.view
             return applied
         raise ConcurrentUpdateError(f"review {event.review_id} kept changing while {event.event_id} was applied")

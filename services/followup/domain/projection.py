@@ -24,6 +24,7 @@ from schemas import (
     Severity,
     VerificationRecorded,
 )
+from schemas.verification import Verdict, VerificationPlan
 
 # The review itself is still to be written: its own due date matters.
 BEFORE_PUBLICATION = frozenset({ReviewStatus.OPEN, ReviewStatus.IN_REVIEW, ReviewStatus.APPROVED})
@@ -50,6 +51,9 @@ class ActionItemView:
     due_set_at: datetime  # when the current due date was set: reminders before it would be noise
     added_at: datetime
     closed_at: datetime | None = None
+    verification: VerificationPlan | None = None
+    # The last final verdict (effective or not_effective) recorded for the current plan and completion, if any.
+    verdict: Verdict | None = None
 
     @property
     def finished(self) -> bool:
@@ -119,7 +123,15 @@ class ActionItemClosed:
     seconds_open: float
 
 
-Fact = ReviewTracked | ReviewCompleted | ActionItemTracked | ActionItemClosed
+@dataclass(frozen=True)
+class RemediationJudged:
+    """Review recorded a final verdict (effective or not) on an action item's remediation."""
+
+    severity: Severity
+    verdict: Verdict
+
+
+Fact = ReviewTracked | ReviewCompleted | ActionItemTracked | ActionItemClosed | RemediationJudged
 
 
 class Outcome(StrEnum):
@@ -218,8 +230,7 @@ def _changed(view: ReviewView, event: AnyReviewEvent) -> tuple[ReviewView, tuple
         # Counted by review, which links the recurrence (lessons_review_recurrences_total); kept here for the record.
         return replace(view, recurrences=view.recurrences + 1), ()
     if isinstance(event, VerificationRecorded):
-        # The verdict is review's record; follow-up's own evaluations are driven by RemediationVerified timers.
-        return view, ()
+        return _verification_recorded(view, event)
     raise AssertionError(f"unhandled review event {type(event).__name__}")  # pragma: no cover
 
 
@@ -272,8 +283,12 @@ def _item_changed(view: ReviewView, event: ActionItemAdded | ActionItemUpdated) 
         facts.append(ActionItemClosed(event.priority, event.status, (closed_at - before.added_at).total_seconds()))
     elif not finished_now:
         closed_at = None
+    # A verdict is about one plan and one completion: a new plan, or an item no longer done, needs a new one.
+    verdict = before.verdict if event.verification == before.verification and event.status is before.status else None
     after = replace(
         before,
+        verification=event.verification,
+        verdict=verdict,
         title=event.title,
         priority=event.priority,
         status=event.status,
@@ -283,6 +298,15 @@ def _item_changed(view: ReviewView, event: ActionItemAdded | ActionItemUpdated) 
         closed_at=closed_at,
     )
     return replace(view, action_items=_with_item(view.action_items, after)), tuple(facts)
+
+
+def _verification_recorded(view: ReviewView, event: VerificationRecorded) -> tuple[ReviewView, tuple[Fact, ...]]:
+    """A final verdict ends follow-up's evaluations of the item (pending ones are cancelled); inconclusive does not."""
+    item = view.item(event.action_item_id)
+    if item is None or event.verdict is Verdict.INCONCLUSIVE:
+        return view, ()
+    judged = replace(view, action_items=_with_item(view.action_items, replace(item, verdict=event.verdict)))
+    return judged, (RemediationJudged(view.severity, event.verdict),)
 
 
 def _with_item(items: tuple[ActionItemView, ...], item: ActionItemView) -> tuple[ActionItemView, ...]:

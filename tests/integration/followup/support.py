@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas import Event
 from services.followup.app import Followup, create_app
 from services.followup.domain.projection import ReviewView
-from services.followup.settings import FollowupSettings, KafkaSettings, MongoSettings
+from services.followup.settings import FollowupSettings, KafkaSettings, MongoSettings, PrometheusSettings
 from tests.conftest import Servers
 from tests.support.kafka import create_topics, produce
 from tests.support.waiting import eventually
@@ -57,13 +57,18 @@ async def create_followup_topics(servers: Servers, settings: FollowupSettings) -
 
 @asynccontextmanager
 async def running_followup(
-    servers: Servers, database: str, settings: FollowupSettings, clock: ManualClock
+    servers: Servers,
+    database: str,
+    settings: FollowupSettings,
+    clock: ManualClock,
+    prometheus: PrometheusSettings | None = None,
 ) -> AsyncIterator[FastAPI]:
     app = create_app(
         KafkaSettings(bootstrap_servers=servers.kafka_bootstrap),
         MongoSettings(uri=servers.mongodb_uri, database=database),
         settings,
         clock,
+        prometheus or PrometheusSettings(url=None),
     )
     async with app.router.lifespan_context(app):
         yield app

@@ -93,7 +93,15 @@ def test_every_metric_in_the_alert_rules_is_exposed(exposed: set[str]) -> None:
 def test_the_dashboard_has_the_panels_the_issue_asks_for() -> None:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     titles = " | ".join(title for title, _ in dashboard_expressions(dashboard)).lower()
-    for wanted in ("mttr", "review coverage", "review sla", "closure rate", "overdue"):
+    for wanted in (
+        "mttr",
+        "review coverage",
+        "review sla",
+        "closure rate",
+        "overdue",
+        "proven effective",
+        "not yet verified",
+    ):
         assert wanted in titles
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
@@ -133,6 +141,7 @@ def test_the_alerts_the_issue_asks_for_are_there() -> None:
     assert any("overdue" in expr for expr in expressions.values())
     assert any("lessons_followup_last_sweep_timestamp_seconds" in expr for expr in expressions.values())
     assert any("lessons_dlq_messages_total" in expr for expr in expressions.values())
+    assert any("lessons_remediation_verification_inconclusive_age_seconds" in expr for expr in expressions.values())
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")

@@ -1,0 +1,134 @@
+"""A small client for Prometheus' HTTP API: instant queries at a chosen time, bounded in time and size.
+
+Every query goes to the configured server's ``/api/v1/query`` and nowhere else: the URL is fixed when the client is
+made, the expression and time travel in the POST body (form-encoded, as Prometheus accepts), and redirects are not
+followed. Nothing raises for a failed query: each failure is classified (``Problem``) with a short reason, so the
+judge can answer ``inconclusive`` and say why.
+"""
+
+import asyncio
+import json
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from services.followup.domain.answers import Answer, NoAnswer, Problem, Values
+from services.followup.settings import PrometheusSettings
+
+QUERY_PATH = "/api/v1/query"
+# Prometheus' own error text can be long (it quotes the expression): the reason keeps its start.
+MAX_DETAIL_CHARS = 500
+
+
+class PrometheusClient:
+    """Instant queries against one Prometheus; ``close`` when done (the app's lifespan does)."""
+
+    def __init__(self, settings: PrometheusSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._settings = settings
+        self._url = None if settings.url is None else settings.url.rstrip("/") + QUERY_PATH
+        auth: httpx.Auth | None = None
+        headers = {"Accept": "application/json"}
+        if settings.username is not None and settings.password is not None:
+            auth = httpx.BasicAuth(settings.username, settings.password.get_secret_value())
+        if settings.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {settings.bearer_token.get_secret_value()}"
+        self._http = httpx.AsyncClient(
+            auth=auth,
+            headers=headers,
+            timeout=httpx.Timeout(settings.timeout_seconds),
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    @property
+    def configured(self) -> bool:
+        return self._url is not None
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def instant(self, expression: str, at: datetime) -> Answer:
+        """The value(s) of ``expression`` evaluated at ``at`` (Prometheus' ``time=``), or why there are none."""
+        if self._url is None:
+            return NoAnswer(Problem.UNREACHABLE, "no Prometheus is configured (FOLLOWUP_PROMETHEUS_URL)")
+        form = {
+            "query": expression,
+            "time": f"{at.timestamp():.3f}",
+            # Prometheus stops evaluating after this long too, rather than working on for nobody.
+            "timeout": f"{self._settings.timeout_seconds:g}s",
+        }
+        try:
+            # The whole exchange is bounded, not just each read: a server that drips bytes cannot hold a sweep.
+            async with asyncio.timeout(self._settings.timeout_seconds):
+                status, body = await self._post(self._url, form)
+        except TimeoutError:
+            return NoAnswer(Problem.UNREACHABLE, f"no answer within {self._settings.timeout_seconds:g}s")
+        except _TooLargeError as exc:
+            return NoAnswer(Problem.QUERY_ERROR, str(exc))
+        except httpx.HTTPError as exc:
+            return NoAnswer(Problem.UNREACHABLE, f"{type(exc).__name__}: {_short(str(exc)) or 'connection failed'}")
+        return _answer(status, body)
+
+    async def _post(self, url: str, form: dict[str, str]) -> tuple[int, bytes]:
+        limit = self._settings.max_response_bytes
+        async with self._http.stream("POST", url, data=form) as response:
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise _TooLargeError(limit)
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise _TooLargeError(limit)
+            return response.status_code, bytes(body)
+
+
+class _TooLargeError(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is larger than {limit} bytes (FOLLOWUP_PROMETHEUS_MAX_RESPONSE_BYTES)")
+
+
+def _answer(status: int, body: bytes) -> Answer:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        if status >= 500 or 300 <= status < 400:
+            return NoAnswer(Problem.UNREACHABLE, f"Prometheus answered HTTP {status}")
+        return NoAnswer(Problem.QUERY_ERROR, f"HTTP {status} without a Prometheus API answer")
+    if document.get("status") != "success":
+        error_type = str(document.get("errorType", "unknown"))
+        detail = f"{error_type}: {_short(str(document.get('error', '')))}"
+        # Prometheus answers 503 (unavailable), timeout or canceled when it could not evaluate now: retrying helps.
+        if status >= 500 or error_type in {"timeout", "canceled", "unavailable"}:
+            return NoAnswer(Problem.UNREACHABLE, detail)
+        return NoAnswer(Problem.QUERY_ERROR, detail)
+    return _values(document.get("data"))
+
+
+def _values(data: Any) -> Answer:
+    if not isinstance(data, dict):
+        return NoAnswer(Problem.QUERY_ERROR, "the answer has no data")
+    kind, result = data.get("resultType"), data.get("result")
+    try:
+        if kind == "scalar":
+            return Values((_number(result),))
+        if kind == "vector" and isinstance(result, list):
+            return Values(tuple(_number(series["value"]) for series in result))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return NoAnswer(Problem.QUERY_ERROR, "the answer's values are not numbers")
+    if kind == "matrix":
+        return NoAnswer(Problem.QUERY_ERROR, "the expression is a range vector: wrap it in e.g. max_over_time()")
+    return NoAnswer(Problem.QUERY_ERROR, f"unexpected result type {kind!r}")
+
+
+def _number(sample: Any) -> float:
+    # A sample is [unix time, "value"]; Prometheus writes NaN and infinities as strings, which float() reads.
+    return float(sample[1])
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"

@@ -1,0 +1,48 @@
+"""MongoDB adapter: which reviews recurred as which earlier review, and when (``followup_recurrences``).
+
+``ReviewRecurred`` arrives on the new review's key and names the earlier review; the recurrence verification of the
+earlier review's items needs it. It is kept here, one document per event (its id is the document id, so a redelivery
+changes nothing), rather than in the earlier review's view: that view is written by the consumer of the earlier
+review's partition with a compare-and-set on the review's version, which a second writer could not take part in
+without losing one of the two changes.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from schemas import ReviewRecurred
+
+RECURRENCES = "followup_recurrences"
+
+
+class RecurrenceRepository:
+    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+        self.recurrences: AsyncCollection[dict[str, Any]] = database[RECURRENCES]
+
+    async def ensure_indexes(self) -> None:
+        await self.recurrences.create_index([("earlier_review_id", ASCENDING)], name="by_earlier_review")
+
+    async def record(self, event: ReviewRecurred) -> None:
+        try:
+            await self.recurrences.insert_one(
+                {
+                    "_id": str(event.event_id),
+                    "earlier_review_id": event.earlier_review_id,
+                    "review_id": event.review_id,
+                    "incident_key": event.incident_key,
+                    "matched_on": event.matched_on,
+                    "occurred_at": event.occurred_at,
+                }
+            )
+        except DuplicateKeyError:
+            return  # recorded already: a redelivery
+
+    async def times_of(self, earlier_review_id: str) -> tuple[datetime, ...]:
+        """When reviews were linked as recurrences of ``earlier_review_id``, earliest first."""
+        cursor = self.recurrences.find({"earlier_review_id": earlier_review_id}, {"occurred_at": 1})
+        return tuple(sorted(document["occurred_at"] for document in await cursor.to_list()))

@@ -1,0 +1,201 @@
+"""Remediation verification, the service side: keep the evaluations planned, and fire them exactly once in effect.
+
+``VerificationTracking`` runs after each tracked review event: it records recurrences (for the earlier review) and
+reconciles the review's verification timers to what its view plans. ``RemediationVerifier.sweep_once(now)`` claims
+due attempts with a lease (``verification_timers``), asks Prometheus (or the recorded recurrences), judges, stores
+the event on the timer, publishes it to ``followups.events``, adds the next attempt when the answer was
+``inconclusive``, and marks the attempt fired.
+
+A replica killed mid-evaluation leaves its lease to run out; the next one evaluates the attempt again and publishes
+under the same event id (the attempt's timer id names it). It asks about the same moments (window end, done time),
+so its verdict differs only if Prometheus' data did (late samples, or Prometheus unreachable the first time).
+Once an evaluation's event is stored on the timer, whoever fires it publishes exactly those bytes.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from faststream.kafka import KafkaBroker
+
+from schemas import AnyReviewEvent, RemediationVerified, ReviewRecurred
+from schemas.verification import Verdict, VerificationMethod
+from servicekit.clock import Clock
+from services.followup.domain.answers import Answer
+from services.followup.domain.projection import ReviewView
+from services.followup.domain.verification import (
+    Answers,
+    Question,
+    VerificationPolicy,
+    VerificationRequest,
+    judge,
+    plan_verifications,
+    questions,
+    remediation_verified,
+)
+from services.followup.prometheus import PrometheusClient
+from services.followup.recurrences import RecurrenceRepository
+from services.followup.review_views import ReviewViewRepository
+from services.followup.verification_metrics import VerificationMetrics
+from services.followup.verification_timers import ClaimedVerification, VerificationTimerRepository
+
+log = logging.getLogger(__name__)
+
+PublishVerdict = Callable[[RemediationVerified, str], Awaitable[None]]
+
+
+def kafka_verdict_publisher(broker: KafkaBroker, topic: str) -> PublishVerdict:
+    async def publish(event: RemediationVerified, payload: str) -> None:
+        await broker.publish(
+            payload.encode(),
+            topic=topic,
+            key=event.review_id.encode(),
+            headers={"content-type": "application/json", "event-id": str(event.event_id), "event-type": event.type},
+        )
+
+    return publish
+
+
+class VerificationTracking:
+    """What tracking a review event means for verifications (called by ``ReviewTracker`` after the view is stored)."""
+
+    def __init__(
+        self, timers: VerificationTimerRepository, recurrences: RecurrenceRepository, policy: VerificationPolicy
+    ) -> None:
+        self._timers = timers
+        self._recurrences = recurrences
+        self._policy = policy
+
+    async def track(self, event: AnyReviewEvent, before: ReviewView | None, after: ReviewView | None) -> None:
+        if isinstance(event, ReviewRecurred):
+            await self._recurrences.record(event)
+        planned = () if after is None else plan_verifications(after, self._policy)
+        # Most reviews never plan an evaluation: then there is nothing to keep, nor to cancel, and nothing is written.
+        if planned or (before is not None and plan_verifications(before, self._policy)):
+            await self._timers.reconcile(event.review_id, planned)
+
+
+@dataclass(frozen=True)
+class Fired:
+    timer: ClaimedVerification
+    event: RemediationVerified
+
+
+class RemediationVerifier:
+    def __init__(
+        self,
+        timers: VerificationTimerRepository,
+        views: ReviewViewRepository,
+        recurrences: RecurrenceRepository,
+        prometheus: PrometheusClient,
+        publish: PublishVerdict,
+        *,
+        policy: VerificationPolicy,
+        replica_id: str,
+        lease: timedelta,
+        batch_size: int,
+        metrics: VerificationMetrics | None = None,
+    ) -> None:
+        self._timers = timers
+        self._views = views
+        self._recurrences = recurrences
+        self._prometheus = prometheus
+        self._publish = publish
+        self._policy = policy
+        self.replica_id = replica_id
+        self._lease = lease
+        self._batch_size = batch_size
+        self._metrics = metrics
+        self._stopping = asyncio.Event()
+
+    async def sweep_once(self, now: datetime) -> list[Fired]:
+        """Evaluate and publish the attempts due at ``now`` (up to the batch size); returns those this replica fired."""
+        fired: list[Fired] = []
+        while len(fired) < self._batch_size and not self._stopping.is_set():
+            timer = await self._timers.claim_due(now, self.replica_id, now + self._lease)
+            if timer is None:
+                break
+            try:
+                done = await self._fire(timer, now)
+            except Exception:
+                await self._timers.release(timer.timer_id, self.replica_id)
+                raise
+            if done is not None:
+                fired.append(done)
+        if self._metrics is not None:
+            await self._metrics.refresh(self._timers, self._views, now)
+        return fired
+
+    async def _fire(self, timer: ClaimedVerification, now: datetime) -> Fired | None:
+        request = await self._planned_request(timer)
+        if request is None:
+            # Cancelled since it was planned (a race with the review's events): done, without a verdict.
+            await self._timers.mark_fired(timer.timer_id, self.replica_id, now, skipped=True)
+            log.info("verification %s is no longer planned: dropped", timer.timer_id)
+            return None
+        payload = timer.payload
+        if payload is None:
+            evaluated = await self._evaluate(request, timer, now)
+            payload = evaluated.model_dump_json()
+            if not await self._timers.store_verdict(timer.timer_id, self.replica_id, payload, evaluated.verdict):
+                log.warning("verification %s was taken over or cancelled while it was evaluated", timer.timer_id)
+                return None
+        event = RemediationVerified.model_validate_json(payload)
+        await self._publish(event, payload)
+        if event.verdict is Verdict.INCONCLUSIVE:
+            # Before marking this attempt fired: a replica that dies in between leaves the next one to add it again.
+            due = now + self._policy.retry_delay(timer.attempt)
+            await self._timers.add_attempt(timer.request, timer.attempt + 1, due, timer.first_due_at)
+        if not await self._timers.mark_fired(timer.timer_id, self.replica_id, now):
+            log.warning("verification %s was taken over by another replica before it was marked fired", timer.timer_id)
+            return None
+        if self._metrics is not None:
+            self._metrics.evaluated(event)
+        return Fired(timer, event)
+
+    async def _planned_request(self, timer: ClaimedVerification) -> VerificationRequest | None:
+        """The evaluation as the review's current view plans it (same plan and times, current owner and titles)."""
+        view = await self._views.get(timer.request.review_id)
+        if view is None:
+            return None
+        planned = plan_verifications(view, self._policy)
+        return next((one.request for one in planned if one.request.series == timer.series), None)
+
+    async def _evaluate(
+        self, request: VerificationRequest, timer: ClaimedVerification, now: datetime
+    ) -> RemediationVerified:
+        asked = questions(request)
+        observed, baseline, coverage = await asyncio.gather(
+            self._ask(asked.observed), self._ask(asked.baseline), self._ask(asked.coverage)
+        )
+        recurrences = (
+            await self._recurrences.times_of(request.review_id)
+            if request.plan.method is VerificationMethod.RECURRENCE
+            else ()
+        )
+        judged_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        judgement = judge(request, asked, Answers(observed, baseline, coverage), recurrences, judged_at)
+        return remediation_verified(request, timer.attempt, timer.due_at, judgement)
+
+    async def _ask(self, question: Question | None) -> Answer | None:
+        return None if question is None else await self._prometheus.instant(question.expression, question.at)
+
+    async def run(self, clock: Clock, interval_seconds: float) -> None:
+        while not self._stopping.is_set():
+            fired: list[Fired] = []
+            try:
+                fired = await self.sweep_once(clock.now())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("verification sweep failed; retrying in %.1fs", interval_seconds)
+            if len(fired) >= self._batch_size:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval_seconds)
+
+    def stop(self) -> None:
+        self._stopping.set()
