@@ -54,6 +54,7 @@ def email_sender(settings: NotifySettings) -> EmailSender | None:
             username=settings.smtp_username,
             password=settings.smtp_password,
             timeout_seconds=settings.smtp_timeout_seconds,
+            ca_file=settings.smtp_ca_file,
         )
     )
 

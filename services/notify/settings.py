@@ -53,6 +53,8 @@ class NotifySettings(ServiceSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_from: str = Field(default="incident-lessons@localhost", pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    # A CA bundle to trust for the SMTP server's certificate (a private relay); unset, the system's CAs.
+    smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     # JSON {"<chat destination name>": "<incoming webhook URL>"}: credentials, so a secret.
     webhook_urls: SecretStr = SecretStr("{}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import SecretStr
@@ -32,6 +33,7 @@ class SmtpConfig:
     username: str | None = None
     password: SecretStr | None = None
     timeout_seconds: float = 15.0
+    ca_file: Path | None = None
 
 
 def compose(config: SmtpConfig, to: str, message: Message, *, key: str, now: datetime) -> EmailMessage:
@@ -85,7 +87,7 @@ class EmailSender:
 
     @staticmethod
     def _deliver(config: SmtpConfig, email: EmailMessage, to: str) -> None:
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=config.ca_file)
         client: smtplib.SMTP
         if config.security == "tls":
             client = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout_seconds, context=context)
