@@ -12,6 +12,7 @@ clock; ``run`` calls it every interval, and at once when the consumer queues som
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -98,7 +99,9 @@ class Dispatcher:
         except DeliveryError as failure:
             await self._failed(claim, failure, event_type, now)
             return
+        sent = time.monotonic()
         marked = await self._messages.mark_sent(claim, now)
+        self._metrics.unrecorded.labels(first.channel).observe(time.monotonic() - sent)
         if marked < len(claim.messages):
             log.warning("message %s was sent after its lease ran out; another replica may send it too", key)
         self._metrics.sent.labels(first.channel, event_type).inc()

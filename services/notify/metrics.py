@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from servicekit.dead_letters import DeadLetterMetrics
 from services.notify.domain.notices import NOTICE_KINDS
@@ -20,6 +20,7 @@ class NotifyMetrics:
     suppressed: Counter
     retries: Counter
     events: Counter
+    unrecorded: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> "NotifyMetrics":
@@ -56,6 +57,13 @@ class NotifyMetrics:
                 "lessons_notify_events_total",
                 "Events read, by type and outcome (notified, nothing_to_tell, ignored)",
                 ["type", "outcome"],
+                registry=registry,
+            ),
+            unrecorded=Histogram(
+                "lessons_notify_unrecorded_send_seconds",
+                "From a send's success to its being recorded as sent: a crash inside this window sends it again",
+                ["channel"],
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
                 registry=registry,
             ),
         )

@@ -93,9 +93,16 @@ class EmailSender:
             client = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout_seconds, context=context)
         else:
             client = smtplib.SMTP(config.host, config.port, timeout=config.timeout_seconds)
-        with client:
+        try:
             if config.security == "starttls":
                 client.starttls(context=context)
             if config.username is not None and config.password is not None:
                 client.login(config.username, config.password.get_secret_value())
             client.send_message(email, from_addr=config.sender, to_addrs=[to])
+        finally:
+            # Once the server accepted the message it is sent: a failing QUIT must not make it look undelivered
+            # (it would be sent again), so QUIT's errors are ignored (``with client`` would raise them).
+            try:
+                client.quit()
+            except (smtplib.SMTPException, OSError):
+                client.close()

@@ -95,9 +95,11 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 @contextmanager
-def smtp_server(tls_folder: Path | None = None, login: tuple[str, str] | None = None) -> Iterator[SmtpServer]:
+def smtp_server(
+    tls_folder: Path | None = None, login: tuple[str, str] | None = None, sink: MailSink | None = None
+) -> Iterator[SmtpServer]:
     """A real SMTP server on a free loopback port; with ``tls_folder``, STARTTLS with a fresh self-signed cert."""
-    sink = MailSink()
+    sink = sink or MailSink()
     port = free_port()
     options: dict[str, Any] = {}
     ca_file = None
