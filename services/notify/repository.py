@@ -113,6 +113,13 @@ class Claim:
     def first(self) -> QueuedMessage:
         return self.messages[0]
 
+    def held(self, status: str | None = "pending") -> dict[str, Any]:
+        """The claim's messages while still ours (by ``_id``: the index, not a scan of the leases)."""
+        query: dict[str, Any] = {"_id": {"$in": [message.key for message in self.messages]}, "lease": self.token}
+        if status is not None:
+            query["status"] = status
+        return query
+
 
 def _queued(doc: dict[str, Any]) -> QueuedMessage:
     return QueuedMessage(
@@ -222,14 +229,14 @@ class MessageRepository:
     async def mark_sent(self, claim: Claim, now: datetime) -> int:
         """Record the claim's messages as sent; returns how many were still ours (a lost lease: fewer)."""
         result = await self._messages.update_many(
-            {"lease": claim.token, "status": "pending"},
+            claim.held(),
             {"$set": {"status": "sent", "sent_at": now}, "$unset": {"lease": "", "lease_until": ""}},
         )
         return result.modified_count
 
     async def retry_later(self, claim: Claim, at: datetime, error: str) -> None:
         await self._messages.update_many(
-            {"lease": claim.token, "status": "pending"},
+            claim.held(),
             {
                 "$set": {"send_at": at, "last_error": error},
                 "$inc": {"attempts": 1},
@@ -239,7 +246,7 @@ class MessageRepository:
 
     async def mark_failed(self, claim: Claim, now: datetime, error: str) -> None:
         await self._messages.update_many(
-            {"lease": claim.token, "status": "pending"},
+            claim.held(),
             {
                 "$set": {"status": "failed", "failed_at": now, "last_error": error},
                 "$inc": {"attempts": 1},
@@ -248,7 +255,7 @@ class MessageRepository:
         )
 
     async def release(self, claim: Claim) -> None:
-        await self._messages.update_many({"lease": claim.token}, {"$unset": {"lease": "", "lease_until": ""}})
+        await self._messages.update_many(claim.held(None), {"$unset": {"lease": "", "lease_until": ""}})
 
     async def count(self, query: dict[str, Any]) -> int:
         return await self._messages.count_documents(query)
