@@ -21,7 +21,7 @@ from services.notify.channels.chat import ChatSender
 from services.notify.channels.email import EmailSender, SmtpConfig
 from services.notify.dispatcher import Dispatcher, RetryPolicy
 from services.notify.domain.routing import Routing
-from services.notify.handlers import Delivery, EventConsumer, TopicKind
+from services.notify.handlers import DeliveryRules, EventConsumer, TopicKind
 from services.notify.metrics import NotifyMetrics
 from services.notify.repository import MessageRepository, ReviewFactsRepository
 from services.notify.routing_file import load_routing
@@ -113,7 +113,7 @@ def create_app(
         ),
         batch_size=settings.dispatch_batch_size,
     )
-    delivery = Delivery(routing, settings.channels, settings.max_event_age)
+    delivery = DeliveryRules(routing, settings.channels, settings.max_event_age)
     for kind, topic in topics.items():
         consumer = EventConsumer(
             kind=kind,

@@ -72,7 +72,7 @@ def parse(kind: TopicKind, body: bytes) -> AnyFollowupEvent | AnyReviewEvent | N
 
 
 @dataclass(frozen=True)
-class Delivery:
+class DeliveryRules:
     """How messages are planned: the routing, the channels configured here, and how old an event may be."""
 
     routing: Routing
@@ -89,7 +89,7 @@ class EventConsumer:
         messages: MessageRepository,
         dead_letters: DeadLetters,
         metrics: NotifyMetrics,
-        delivery: Delivery,
+        delivery: DeliveryRules,
         clock: Clock,
         on_queued: Callable[[], None],
         max_attempts: int,
