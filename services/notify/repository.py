@@ -11,16 +11,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from services.notify.domain.notices import Notice, ReviewFacts
 from services.notify.domain.planning import Planned
-
-Status = Literal["pending", "sent", "failed"]
 
 
 def message_key(event_id: str, recipient: str, channel: str) -> str:
@@ -146,12 +145,14 @@ class ReviewFactsRepository:
         return ReviewFacts.model_validate(doc | {"review_id": review_id})
 
     async def save(self, facts: ReviewFacts) -> None:
-        """Store facts at their version; an older version never overwrites a newer one."""
+        """Store facts at their version in one write; an older version never overwrites a newer one."""
         doc = facts.model_dump(mode="json", exclude={"review_id"})
-        await self._reviews.update_one(
-            {"_id": facts.review_id, "version": {"$lt": facts.version}}, {"$set": doc}, upsert=False
-        )
-        await self._reviews.update_one({"_id": facts.review_id}, {"$setOnInsert": doc}, upsert=True)
+        try:
+            await self._reviews.update_one(
+                {"_id": facts.review_id, "version": {"$lt": facts.version}}, {"$set": doc}, upsert=True
+            )
+        except DuplicateKeyError:
+            return  # the stored facts are as new or newer: the upsert's insert found the review there
 
 
 class MessageRepository:

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.notify.domain.notices import ReviewFacts
+from services.notify.repository import ReviewFactsRepository
 from tests.conftest import Servers
 from tests.integration.notify.receivers import smtp_server, webhook_receiver
 from tests.integration.notify.support import (
@@ -247,3 +249,16 @@ async def test_a_record_that_is_no_event_is_dead_lettered(servers: Servers, uniq
             dead = await read_topic(servers.kafka_bootstrap, settings.dlq_topic(settings.review_events_topic), expect=1)
     assert len(dead) == 1
     assert dead[0].headers["dlq-reason"].startswith("not a valid reviews event")
+
+
+async def test_review_facts_keep_their_newest_version(servers: Servers, unique: str) -> None:
+    async with scratch_database(servers.mongodb_uri, f"notify_{unique}") as db:
+        facts = ReviewFactsRepository(db)
+        await facts.save(ReviewFacts(review_id="r-1", title="second", version=2))
+        await facts.save(ReviewFacts(review_id="r-1", title="first", version=1))  # late: ignored
+        await facts.save(ReviewFacts(review_id="r-1", title="second again", version=2))  # repeated: ignored
+        assert await facts.get("r-1") == ReviewFacts(review_id="r-1", title="second", version=2)
+        await facts.save(ReviewFacts(review_id="r-1", title="third", version=3))
+        stored = await facts.get("r-1")
+        assert stored is not None
+        assert stored.title == "third"
