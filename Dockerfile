@@ -1,4 +1,4 @@
-# One image for the three services; the command picks the service (python -m services.<name>).
+# One image for the four services; the command picks the service (python -m services.<name>).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
@@ -12,8 +12,8 @@ FROM python:3.11-slim
 RUN useradd --system --uid 10001 lessons
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
-    INGEST_HTTP_HOST=0.0.0.0 REVIEW_HTTP_HOST=0.0.0.0 FOLLOWUP_HTTP_HOST=0.0.0.0
+    INGEST_HTTP_HOST=0.0.0.0 REVIEW_HTTP_HOST=0.0.0.0 FOLLOWUP_HTTP_HOST=0.0.0.0 NOTIFY_HTTP_HOST=0.0.0.0
 USER lessons
-EXPOSE 8081 8082 8083
+EXPOSE 8081 8082 8083 8084
 ENTRYPOINT ["python", "-m"]
 CMD ["services.review"]

@@ -1,21 +1,26 @@
 """The main job's second half: feed the running services with sample incidents and show what became of them.
 
-Run by ``scripts/demo`` once the local stack and the three services are up. Every file under
+Run by ``scripts/demo`` once the local stack and the four services are up. Every file under
 ``deploy/local/samples/<source>/`` is produced to ``incidents.raw`` with its ``source`` header, as a tool producing
 to Kafka would; the files under ``deploy/local/webhook-samples/pagerduty/`` are posted to the webhook receiver,
 signed with the secret ``scripts/demo`` generated for this run, and once more with a forged signature. Then the
-reviews opened, the records dead-lettered and the metrics are shown.
+reviews opened, the records dead-lettered, the follow-up events, the messages notify mailed (to the SMTP catcher's
+Maildir, ``DEMO_MAILDIR``) and the metrics are shown.
 """
 
 import argparse
 import asyncio
+import email
 import hashlib
 import hmac
 import json
+import mailbox
 import os
 import sys
 import time
 from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +121,36 @@ async def followup_events(bootstrap: str, topic: str, since: datetime, settle: f
         await consumer.stop()
 
 
+def mailed(maildir: Path, settle: float, timeout: float = 20.0) -> list[EmailMessage]:
+    """The messages in the catcher's Maildir, once none has arrived for ``settle`` seconds (or ``timeout`` passed)."""
+    seen, quiet_since, deadline = -1, time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() - quiet_since < settle and time.monotonic() < deadline:
+        count = len(mailbox.Maildir(maildir, create=True)) if maildir.exists() else 0
+        if count != seen:
+            seen, quiet_since = count, time.monotonic()
+        time.sleep(0.5)
+    if not maildir.exists():
+        return []
+    box = mailbox.Maildir(maildir)
+    parsed = [email.message_from_bytes(box.get_bytes(key), policy=policy.default) for key in box.keys()]  # noqa: SIM118
+    return [message for message in parsed if isinstance(message, EmailMessage)]
+
+
+def show_mail(messages: list[EmailMessage], shown: int = 8) -> None:
+    held = "held ones wait for quiet hours or a digest"
+    print(f"\nMessages notify mailed to the SMTP catcher ({len(messages)}; {held}):")
+    for message in sorted(messages, key=lambda m: (str(m["To"]), str(m["Subject"])))[:shown]:
+        print(f"  To: {message['To']:<28} {message['Subject']}")
+        plain = message.get_body(("plain",))
+        for line in (plain.get_content() if plain is not None else "").splitlines():
+            if line.startswith(("Open the review:", "Why you receive this:")):
+                print(f"      {line}")
+    if len(messages) > shown:
+        print(f"  ... and {len(messages) - shown} more")
+    if not messages:
+        print("  (none: notify sends each message once, and an earlier run's were sent already)")
+
+
 def wait_for_reviews(review_url: str, keys: set[str], timeout: float) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
@@ -178,7 +213,11 @@ def main() -> int:
         print("  (none new: each timer fires once, and an earlier run's timers have fired already)")
     if len(fired) > 15:
         print(f"  ... and {len(fired) - 15} more")
-    for name, url in (("ingest", ingest), ("review", review), ("follow-up", followup)):
+    maildir = os.environ.get("DEMO_MAILDIR")
+    if maildir:
+        show_mail(mailed(Path(maildir), settle=3.0))
+    notify = f"http://127.0.0.1:{os.environ.get('NOTIFY_HTTP_PORT', '8084')}"
+    for name, url in (("ingest", ingest), ("review", review), ("follow-up", followup), ("notify", notify)):
         print(f"\n{name} metrics ({url}/metrics, lessons_* only):")
         print("\n".join(lessons_metrics(url)) or "  (none yet)")
     print(f"\nReview API: {review}/docs   one record: {review}/reviews/<id>")

@@ -10,16 +10,17 @@ from pydantic_settings import BaseSettings
 
 from services.followup import settings as followup_settings
 from services.ingest import settings as ingest_settings
+from services.notify import settings as notify_settings
 from services.review import settings as review_settings
 from tests.conftest import REPO
 
 DEPLOY = REPO / "deploy"
-PORTS = {"ingest": 8081, "review": 8082, "followup": 8083}
+PORTS = {"ingest": 8081, "review": 8082, "followup": 8083, "notify": 8084}
 
 
 def known_variables() -> set[str]:
     names: set[str] = set()
-    for module in (ingest_settings, review_settings, followup_settings):
+    for module in (ingest_settings, review_settings, followup_settings, notify_settings):
         for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, BaseSettings) and value is not BaseSettings:
                 prefix = value.model_config.get("env_prefix", "")
