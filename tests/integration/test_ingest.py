@@ -10,7 +10,7 @@ from services.ingest.app import create_app
 from services.ingest.recent_closures import RecentClosures
 from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
 from tests.conftest import Servers
-from tests.support.kafka import produce, read_topic
+from tests.support.kafka import produce, read_to_end, read_topic, wait_until_consumed
 from tests.support.mongo import scratch_database
 
 pytestmark = pytest.mark.integration
@@ -44,8 +44,9 @@ async def test_bad_record_goes_to_dlq_and_the_next_good_one_is_published(
 
     app = create_app(KafkaSettings(bootstrap_servers=servers.kafka_bootstrap), ingest_settings, mongo)
     async with app.router.lifespan_context(app):
-        closed = await read_topic(servers.kafka_bootstrap, ingest_settings.closed_topic, expect=1, settle=1.0)
-        dead = await read_topic(servers.kafka_bootstrap, ingest_settings.dlq_topic, expect=1)
+        await wait_until_consumed(servers.kafka_bootstrap, ingest_settings.group_id, raw)
+        closed = await read_to_end(servers.kafka_bootstrap, ingest_settings.closed_topic)
+        dead = await read_to_end(servers.kafka_bootstrap, ingest_settings.dlq_topic)
 
     assert len(closed) == 1
     incident = IncidentClosed.model_validate_json(closed[0].value)
@@ -76,7 +77,8 @@ async def test_records_survive_a_restart_without_loss_or_reprocessing(
     await produce(servers.kafka_bootstrap, ingest_settings.raw_topic, generic("A-2"), headers={"source": "generic"})
     second = create_app(kafka, ingest_settings, mongo)
     async with second.router.lifespan_context(second):
-        closed = await read_topic(servers.kafka_bootstrap, ingest_settings.closed_topic, expect=2, settle=2.0)
+        await wait_until_consumed(servers.kafka_bootstrap, ingest_settings.group_id, ingest_settings.raw_topic)
+        closed = await read_to_end(servers.kafka_bootstrap, ingest_settings.closed_topic)
 
     assert sorted(r.key for r in closed) == [b"generic:A-1", b"generic:A-2"]
 
@@ -96,7 +98,8 @@ async def test_the_same_closure_from_two_deliveries_is_published_once(
     await produce(servers.kafka_bootstrap, ingest_settings.raw_topic, generic("D-2"), headers={"source": "generic"})
     app = create_app(KafkaSettings(bootstrap_servers=servers.kafka_bootstrap), ingest_settings, mongo)
     async with app.router.lifespan_context(app):
-        closed = await read_topic(servers.kafka_bootstrap, ingest_settings.closed_topic, expect=2, settle=2.0)
+        await wait_until_consumed(servers.kafka_bootstrap, ingest_settings.group_id, ingest_settings.raw_topic)
+        closed = await read_to_end(servers.kafka_bootstrap, ingest_settings.closed_topic)
         sample = app.state.metrics.registry.get_sample_value
         duplicates = sample("lessons_incident_closures_suppressed_total", {"source": "generic"})
     assert sorted(r.key for r in closed) == [b"generic:D-1", b"generic:D-2"]
