@@ -24,7 +24,9 @@ Produced = tuple[bytes, bytes | None, Mapping[str, str]]
 
 
 class RunningKafka(Protocol):
-    mode: Mode
+    @property
+    def mode(self) -> Mode:
+        """Which broker: ``memory`` or ``real``."""
 
     async def produce(self, topic: str, records: Sequence[Produced], *, one_batch: bool = False) -> None:
         """Produce in order; ``one_batch`` hands them to the consumer together in memory (no keys or headers)."""

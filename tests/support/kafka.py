@@ -3,10 +3,11 @@
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -157,7 +158,7 @@ async def wait_until_consumed(bootstrap: str, group: str, topic: str, *, timeout
     await eventually(lambda: unconsumed(bootstrap, group, topic), lambda behind: not behind, timeout=timeout)
 
 
-def _records(batch: dict) -> list[Record]:  # type: ignore[type-arg]
+def _records(batch: Mapping[TopicPartition, Sequence[ConsumerRecord[Any, Any]]]) -> list[Record]:
     return [
         Record(
             key=message.key,

@@ -105,10 +105,10 @@ class Harness:
         )
 
 
-def harness(kafka: ConsumerKafka | None = None, unique: str = "memory", **settings: Any) -> Harness:
+def harness(kafka: ConsumerKafka | None = None, unique: str = "memory", **overrides: Any) -> Harness:
     """The consumer on a broker for ``kafka`` (none: a plain one for ``TestKafkaBroker``); ``dead`` is memory only."""
     topics = {"closed_topic": f"incidents.closed.{unique}", "group_id": f"review-{unique}"}
-    settings = ReviewSettings(**{"max_attempts": 3, "retry_backoff_seconds": 0.0, **topics, **settings})
+    settings = ReviewSettings(**{"max_attempts": 3, "retry_backoff_seconds": 0.0, **topics, **overrides})
     repository = InMemoryReviews()
     metrics = ReviewMetrics.create()
     wakes: list[int] = []
