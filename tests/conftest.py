@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.brokers import ConsumerKafka
+
 REPO = Path(__file__).resolve().parent.parent
 STACK = REPO / "deploy" / "local" / "stack"
 
@@ -82,3 +84,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 def unique() -> str:
     """A short random suffix, so tests sharing one broker and server never see each other's topics or data."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(params=["memory", pytest.param("real", marks=pytest.mark.integration)])
+def kafka(request: pytest.FixtureRequest) -> ConsumerKafka:
+    """Consumer tests run twice: on FastStream's in-memory broker, and on the real Kafka (``integration``)."""
+    if request.param == "memory":
+        return ConsumerKafka("memory")
+    servers: Servers = request.getfixturevalue("servers")
+    return ConsumerKafka("real", servers.kafka_bootstrap)

@@ -19,6 +19,7 @@ from servicekit.lifecycle import BrokerStarter, mongo_client
 from servicekit.ops import kafka_reachable, mongodb_reachable, ops_router
 from services.followup.handlers import ReviewEventConsumer
 from services.followup.metrics import FollowupMetrics
+from services.followup.ports import BacklogCounter
 from services.followup.prometheus import PrometheusClient
 from services.followup.recurrences import RecurrenceRepository
 from services.followup.review_views import ReviewViewRepository
@@ -50,7 +51,7 @@ def subscribe_consumer(
     broker: KafkaBroker,
     *,
     tracker: ReviewTracker,
-    views: ReviewViewRepository,
+    views: BacklogCounter,
     metrics: FollowupMetrics,
     settings: FollowupSettings,
     clock: Clock,

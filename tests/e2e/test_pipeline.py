@@ -24,7 +24,7 @@ from pymongo import AsyncMongoClient
 
 from schemas import ReviewOpened
 from tests.conftest import REPO, Servers
-from tests.support.kafka import create_topics, produce, read_topic
+from tests.support.kafka import create_topics, produce, read_to_end, read_topic, wait_until_consumed
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,9 @@ class Pipeline:
     servers: Servers
     database: str
     raw_topic: str
+    closed_topic: str
     events_topic: str
+    groups: dict[str, str]
     ports: dict[str, int]
     processes: dict[str, subprocess.Popen[bytes]]
     logs: Path
@@ -82,6 +84,7 @@ def pipeline(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iter
     )
     logs = tmp_path_factory.mktemp("service-logs")
     ports = {name: free_port() for name in ("ingest", "review", "followup")}
+    groups = {name: f"{name}-{suffix}" for name in ports}
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": servers.kafka_bootstrap,
@@ -89,17 +92,17 @@ def pipeline(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "MONGODB_DATABASE": f"e2e_{suffix}",
         "INGEST_RAW_TOPIC": raw,
         "INGEST_CLOSED_TOPIC": closed,
-        "INGEST_GROUP_ID": f"ingest-{suffix}",
+        "INGEST_GROUP_ID": groups["ingest"],
         "INGEST_HTTP_PORT": str(ports["ingest"]),
         "REVIEW_CLOSED_TOPIC": closed,
         "REVIEW_EVENTS_TOPIC": events,
-        "REVIEW_GROUP_ID": f"review-{suffix}",
+        "REVIEW_GROUP_ID": groups["review"],
         "REVIEW_HTTP_PORT": str(ports["review"]),
         "REVIEW_FOLLOWUPS_TOPIC": followups,
         "REVIEW_FOLLOWUPS_GROUP_ID": f"review-followups-{suffix}",
         "FOLLOWUP_EVENTS_TOPIC": followups,
         "FOLLOWUP_REVIEW_EVENTS_TOPIC": events,
-        "FOLLOWUP_GROUP_ID": f"followup-{suffix}",
+        "FOLLOWUP_GROUP_ID": groups["followup"],
         "FOLLOWUP_HTTP_PORT": str(ports["followup"]),
     }
     processes = {
@@ -112,7 +115,7 @@ def pipeline(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iter
         )
         for name in ports
     }
-    pipeline = Pipeline(servers, f"e2e_{suffix}", raw, events, ports, processes, logs)
+    pipeline = Pipeline(servers, f"e2e_{suffix}", raw, closed, events, groups, ports, processes, logs)
     try:
         _wait_ready(pipeline)
         yield pipeline
@@ -170,11 +173,28 @@ async def metric(pipeline: Pipeline, name: str, labels: dict[str, str]) -> float
     )
 
 
-async def events_for(pipeline: Pipeline, review_id: str, settle: float = 0.0) -> list[ReviewOpened]:
+async def pending_announcements(pipeline: Pipeline) -> int:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(pipeline.servers.mongodb_uri)
+    try:
+        return await client[pipeline.database].review_outbox.count_documents({"sent_at": None})
+    finally:
+        await client.close()
+
+
+async def wait_until_passed_through(pipeline: Pipeline) -> None:
+    """Until every raw record so far went all the way: ingest and review committed them, review's outbox is sent.
+
+    Each step commits or marks sent only after its effect, so from then on a duplicate would be on the topics.
+    """
+    bootstrap = pipeline.servers.kafka_bootstrap
+    await wait_until_consumed(bootstrap, pipeline.groups["ingest"], pipeline.raw_topic)
+    await wait_until_consumed(bootstrap, pipeline.groups["review"], pipeline.closed_topic)
+    await eventually(lambda: pending_announcements(pipeline), lambda pending: pending == 0)
+
+
+async def events_for(pipeline: Pipeline, review_id: str) -> list[ReviewOpened]:
     """The ``ReviewOpened`` events of one review (it may have others too, e.g. ``ReviewRecurred``)."""
-    records = await read_topic(
-        pipeline.servers.kafka_bootstrap, pipeline.events_topic, expect=1_000, timeout=3.0, settle=settle
-    )
+    records = await read_to_end(pipeline.servers.kafka_bootstrap, pipeline.events_topic)
     return [
         ReviewOpened.model_validate_json(r.value)
         for r in records
@@ -214,8 +234,9 @@ async def test_the_same_event_twice_gives_one_review(pipeline: Pipeline) -> None
         )
     reviews = await eventually(lambda: reviews_for(pipeline, "generic:E2E-2"), lambda found: len(found) == 1)
     opened = await eventually(lambda: events_for(pipeline, reviews[0]["_id"]), lambda found: len(found) >= 1)
-    # Give a second (wrong) review event time to appear before asserting there is none.
-    assert len(await events_for(pipeline, reviews[0]["_id"], settle=3.0)) == 1
+    # Both copies went all the way through: a second (wrong) review event would be on the topic by now.
+    await wait_until_passed_through(pipeline)
+    assert len(await events_for(pipeline, reviews[0]["_id"])) == 1
     assert len(await reviews_for(pipeline, "generic:E2E-2")) == 1
     assert opened[0].severity == "critical"
 

@@ -26,7 +26,7 @@ from schemas.verification import Verdict
 from tests.conftest import REPO, Servers
 from tests.integration.followup.prometheus_history import recent_history
 from tests.integration.followup.verification_story import LATENCY_FIXED, done_with_plans
-from tests.support.kafka import create_topics, produce, read_topic
+from tests.support.kafka import create_topics, produce, read_to_end, read_topic
 from tests.support.ports import free_port
 from tests.support.prometheus import PrometheusServer
 from tests.unit.followup.builders import ReviewStory
@@ -143,7 +143,8 @@ async def test_a_replica_killed_mid_evaluation_is_replaced_and_the_verdict_publi
         nothing_yet = await read_topic(servers.kafka_bootstrap, events_topic, expect=1, timeout=1.0)
 
         await asyncio.to_thread(replicas.start, "replica-2", prometheus.url)
-        records = await read_topic(servers.kafka_bootstrap, events_topic, expect=1, timeout=60.0, settle=3.0)
+        await read_topic(servers.kafka_bootstrap, events_topic, expect=1, timeout=60.0)
+        records = await read_to_end(servers.kafka_bootstrap, events_topic)
     finally:
         prometheus.stop()
         silent.close()

@@ -10,6 +10,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -35,8 +36,8 @@ class SaslSslListener:
     username: str
     password: str
 
-    def settings(self, mechanism: str, **overrides: object) -> KafkaSettings:
-        values: dict[str, object] = {
+    def settings(self, mechanism: str, **overrides: Any) -> KafkaSettings:
+        values: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap,
             "security_protocol": "SASL_SSL",
             "ssl_ca_file": self.ca_file,
@@ -45,7 +46,7 @@ class SaslSslListener:
             "sasl_password": self.password,
             **overrides,
         }
-        return KafkaSettings(**values)  # type: ignore[arg-type]
+        return KafkaSettings(**values)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ nothing in MongoDB (counting reads every open review); an unreachable MongoDB mi
 tracked before come back as duplicates.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from pymongo.errors import AutoReconnect
 
 from schemas import ActionItemPriority, ReviewStatus, Severity
 from services.followup.app import create_app
+from services.followup.domain.projection import ReviewView
 from services.followup.settings import FollowupSettings, KafkaSettings, MongoSettings
 from tests.conftest import Servers
 from tests.integration.followup.support import (
@@ -46,7 +47,9 @@ def stories(unique: str) -> tuple[list[ReviewStory], list[Any]]:
 
 
 async def produce(servers: Servers, settings: FollowupSettings, events: list[Any]) -> None:
-    records = [(event.model_dump_json().encode(), event.review_id.encode(), {}) for event in events]
+    records: list[tuple[bytes, bytes | None, Mapping[str, str]]] = [
+        (event.model_dump_json().encode(), event.review_id.encode(), {}) for event in events
+    ]
     await produce_many(servers.kafka_bootstrap, settings.review_events_topic, records)
 
 
@@ -140,11 +143,11 @@ async def test_an_unreachable_mongodb_mid_batch_rewinds_it_and_every_event_count
         save = followup.views.save
         outage = {"left": 2}
 
-        async def save_with_outage(view: Any, previous: Any) -> bool:
+        async def save_with_outage(view: ReviewView, replacing: ReviewView | None) -> bool:
             if view.seen_event_ids[-1] == str(unlucky.event_id) and outage["left"]:
                 outage["left"] -= 1
                 raise AutoReconnect("connection refused")
-            return bool(await save(view, previous))
+            return bool(await save(view, replacing))
 
         followup.views.save = save_with_outage  # type: ignore[method-assign]
         async with app.router.lifespan_context(app):

@@ -34,7 +34,7 @@ from tests.integration.followup.verification_story import (
     done_with_plans,
     recurrence_of,
 )
-from tests.support.kafka import read_topic
+from tests.support.kafka import read_to_end, read_topic
 from tests.support.mongo import scratch_database
 from tests.support.prometheus import PrometheusServer
 from tests.support.waiting import eventually
@@ -75,7 +75,8 @@ async def test_done_items_are_verified_once_after_their_window(
         again = await verifier.sweep_once(clock.now() + timedelta(days=1))
         samples = await scrape(app)
 
-    records = await read_topic(servers.kafka_bootstrap, settings.events_topic, expect=5, settle=1.0)
+    await read_topic(servers.kafka_bootstrap, settings.events_topic, expect=5)  # the sweeps above have returned
+    records = await read_to_end(servers.kafka_bootstrap, settings.events_topic)
     events = [followup_event_adapter.validate_json(record.value) for record in records]
     verdicts = {}
     for event in events:

@@ -38,7 +38,7 @@ from services.followup.verifier import (
 from tests.conftest import Servers
 from tests.integration.followup.prometheus_history import History
 from tests.integration.followup.verification_story import LATENCY_FIXED, done_with_plans
-from tests.support.kafka import Record, create_topics, read_topic
+from tests.support.kafka import Record, create_topics, read_to_end, read_topic
 from tests.support.mongo import scratch_database
 from tests.support.prometheus import PrometheusServer
 from tests.support.waiting import eventually
@@ -78,8 +78,10 @@ class Verification:
             batch_size=100,
         )
 
-    async def published(self, expect: int, settle: float = 1.0) -> list[Record]:
-        return await read_topic(self.bootstrap, self.topic, expect=expect, settle=settle)
+    async def published(self, expect: int) -> list[Record]:
+        """Everything published, once ``expect`` records are there: the sweeps that publish have returned."""
+        await read_topic(self.bootstrap, self.topic, expect=expect)
+        return await read_to_end(self.bootstrap, self.topic)
 
 
 @pytest.fixture
@@ -188,7 +190,7 @@ async def test_a_replica_killed_mid_evaluation_leaves_the_attempt_to_the_next_on
         await hanging.close()
         await client.close()
 
-    (event,) = verdicts(await verification.published(expect=1, settle=2.0))
+    (event,) = verdicts(await verification.published(expect=1))
     assert within_lease == []
     assert [fired.event for fired in after_lease] == [event]
     assert (event.attempt, event.verdict) == (1, Verdict.EFFECTIVE)
@@ -217,7 +219,7 @@ async def test_a_replica_killed_after_publishing_is_repeated_with_the_same_event
     finally:
         await client.close()
 
-    first, again = await verification.published(expect=2, settle=2.0)
+    first, again = await verification.published(expect=2)
     assert (within_lease, len(after_lease), later) == ([], 1, [])
     assert again.value == first.value  # the same bytes: the verdict stored on the timer, not evaluated again
     assert again.headers["event-id"] == first.headers["event-id"]

@@ -24,8 +24,9 @@ from services.review.repository import ReviewRepository
 from services.review.service import ReviewService
 from services.review.settings import KafkaSettings, MongoSettings, ReviewSettings
 from tests.conftest import Servers
-from tests.support.kafka import create_topics
+from tests.support.kafka import create_topics, wait_until_consumed
 from tests.support.mongo import scratch_database
+from tests.support.waiting import eventually
 
 ADMIN = "admin-token-0123456789abcdef"
 EDITOR = "editor-token-0123456789abcdef"
@@ -103,6 +104,16 @@ class ReviewApp:
 
     async def events(self, review_id: str) -> list[Any]:
         return [review_event_adapter.validate_json(entry["payload"]) for entry in await self.outbox(review_id)]
+
+
+async def wait_until_announced(app: ReviewApp, bootstrap: str) -> None:
+    """Until the consumer committed every incident on its topic and the relay sent every outbox entry.
+
+    The consumer commits after the review and its outbox entry are written, and the relay marks an entry sent after
+    Kafka acknowledged it: from then on the events topic and the DLQ hold everything those incidents caused.
+    """
+    await wait_until_consumed(bootstrap, app.settings.group_id, app.settings.closed_topic)
+    await eventually(app.repository.pending_count, lambda pending: pending == 0)
 
 
 def review_settings(unique: str, **overrides: Any) -> ReviewSettings:

@@ -112,7 +112,7 @@ async def test_a_review_goes_through_its_workflow_and_every_step_is_announced(ma
         refused = await move("closed", 6)
         assert refused.status_code == 409
         assert "action items are unfinished (AI-1)" in refused.json()["detail"]
-        waiver = {"waive_open_action_items": True, "reason": "On the Q1 roadmap"}
+        waiver: dict[str, Any] = {"waive_open_action_items": True, "reason": "On the Q1 roadmap"}
         assert (await move("closed", 6, **waiver)).status_code == 403  # waiving is an admin's call
         closed = await move("closed", 6, ADMIN, **waiver)
         assert closed.status_code == 200
@@ -177,7 +177,7 @@ async def test_the_repository_refuses_a_conditional_write_on_a_version_already_r
 ) -> None:
     """The atomic check itself, without the early read: the second write made on version 1 matches nothing."""
     from services.review.domain.editing import SectionEdit, edit_sections
-    from services.review.repository import StaleVersionError
+    from services.review.ports import StaleVersionError
 
     async with make_review_app() as review_app:
         app: ReviewApp = review_app

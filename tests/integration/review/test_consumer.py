@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas import ReviewOpened, ReviewRecurred, ReviewUpdated, Severity, review_event_adapter
 from services.review.domain.record import review_id_for
 from tests.conftest import Servers
-from tests.integration.review.conftest import EDITOR, ReviewApp, bearer, incident
+from tests.integration.review.conftest import EDITOR, ReviewApp, bearer, incident, wait_until_announced
 from tests.support.fixtures import FIXTURES
-from tests.support.kafka import produce, read_topic
+from tests.support.kafka import produce, read_to_end, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +31,9 @@ async def test_duplicates_make_one_review_and_one_event_and_garbage_goes_to_dlq(
         ).encode()
         for value in (body, b'{"schema_version": 1}', out_of_range, body):
             await produce(servers.kafka_bootstrap, app.settings.closed_topic, value, key=key)
-        events = await read_topic(servers.kafka_bootstrap, app.settings.events_topic, expect=1, settle=2.0)
-        dead = await read_topic(servers.kafka_bootstrap, app.settings.dlq_topic, expect=2)
+        await wait_until_announced(app, servers.kafka_bootstrap)
+        events = await read_to_end(servers.kafka_bootstrap, app.settings.events_topic)
+        dead = await read_to_end(servers.kafka_bootstrap, app.settings.dlq_topic)
         reviews = await app.db.reviews.find({}).to_list()
 
     assert len(reviews) == 1
@@ -124,7 +125,8 @@ async def test_a_recurrence_after_remediation_is_linked_flagged_and_announced(
         await produce(servers.kafka_bootstrap, app.settings.closed_topic, again.model_dump_json().encode())
         new_id = review_id_for(again.incident_key)
         # Earlier: opened, item added, item done, then linked. New: opened, recurred.
-        records = await read_topic(servers.kafka_bootstrap, app.settings.events_topic, expect=6, settle=1.0)
+        await wait_until_announced(app, servers.kafka_bootstrap)
+        records = await read_to_end(servers.kafka_bootstrap, app.settings.events_topic)
         new = await app.repository.get(new_id)
         linked_earlier = await app.repository.get(earlier.id)
         metrics = (await app.http.get("/metrics")).text

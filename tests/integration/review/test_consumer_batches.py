@@ -10,8 +10,8 @@ from pymongo.errors import AutoReconnect
 from schemas import IncidentClosed, ReviewOpened
 from services.review.domain.record import review_id_for
 from tests.conftest import Servers
-from tests.integration.review.conftest import ReviewApp, incident
-from tests.support.kafka import committed_offsets, produce_many, read_topic
+from tests.integration.review.conftest import ReviewApp, incident, wait_until_announced
+from tests.support.kafka import committed_offsets, produce_many, read_to_end, read_topic
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,8 @@ async def test_an_unreachable_mongodb_mid_batch_commits_nothing_past_it_and_lose
             lambda: committed_offsets(servers.kafka_bootstrap, app.settings.group_id, app.settings.closed_topic),
             lambda n: n == 6,
         )
-        events = await read_topic(servers.kafka_bootstrap, app.settings.events_topic, expect=6, settle=1.5)
+        await wait_until_announced(app, servers.kafka_bootstrap)
+        events = await read_to_end(servers.kafka_bootstrap, app.settings.events_topic)
         outbox = await app.db.review_outbox.count_documents({})
 
     assert outbox == 6  # a redelivered incident writes nothing
@@ -100,7 +101,8 @@ async def test_invalid_and_failing_records_of_a_batch_go_to_the_dlq_one_by_one_a
             lambda n: n == 5,
         )
         stored = sorted(doc["incident_key"] for doc in await app.db.reviews.find({}).to_list())
-        events = await read_topic(servers.kafka_bootstrap, app.settings.events_topic, expect=2, settle=1.0)
+        await wait_until_announced(app, servers.kafka_bootstrap)
+        events = await read_to_end(servers.kafka_bootstrap, app.settings.events_topic)
 
     assert stored == [good.incident_key, later.incident_key]
     assert len(events) == 2

@@ -93,6 +93,7 @@ async def test_an_edit_to_the_earlier_review_while_linking_makes_opening_start_o
             nonlocal edits
             found = await find(query)
             if edits == 0:  # a person saves the earlier review right after the service read it
+                assert found is not None  # the test opened it
                 edits += 1
                 await app.service.edit_sections(earlier.id, found.version, SectionEdit(owner="erin"), "erin")
             return found

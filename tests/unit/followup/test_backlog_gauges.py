@@ -6,7 +6,7 @@ from typing import Any, cast
 
 import pytest
 
-from schemas import ActionItemPriority, ActionItemStatus, ReviewStatus, Severity
+from schemas import ActionItemPriority, ActionItemStatus, AnyReviewEvent, ReviewStatus, Severity
 from services.followup.domain.backlog import Backlog, backlog_from_counts, with_change
 from services.followup.domain.projection import ReviewView, apply_event
 from services.followup.metrics import FollowupMetrics
@@ -52,7 +52,7 @@ def counted(views: list[ReviewView], at: datetime) -> Backlog:
 def test_moving_the_backlog_by_each_change_gives_what_a_count_gives() -> None:
     at = T0 + 6 * DAY
     late, early = ReviewStory("late"), ReviewStory("early")
-    events = [
+    events: list[AnyReviewEvent] = [
         late.opened(severity=Severity.CRITICAL, due_at=T0 + 5 * DAY),
         early.opened(severity=Severity.HIGH, due_at=T0 + 9 * DAY),
         late.item_added(at=T0, item_id="a-1", due_at=T0 + 3 * DAY, priority=ActionItemPriority.CRITICAL),

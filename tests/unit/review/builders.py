@@ -4,7 +4,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import IncidentClosed, Severity, TimelineEntry
-from services.review.domain.editing import ActionItemDraft, SectionEdit, add_action_item, edit_sections
+from services.review.domain.editing import (
+    ActionItemDraft,
+    ActionItemEdit,
+    SectionEdit,
+    add_action_item,
+    edit_sections,
+    update_action_item,
+)
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import ContributingFactor, FactorCategory, Review, open_review
 from tests.support.verification import METRIC_CHECK
@@ -40,6 +47,12 @@ def opened(closed: IncidentClosed | None = None, policy: ReviewPolicy | None = N
 
 def edited(review: Review, **sections: Any) -> Review:
     change = edit_sections(review, SectionEdit.model_validate(sections), by="alice", now=NOW)
+    assert change is not None
+    return change[0]
+
+
+def item_updated(review: Review, item_id: str, edit: ActionItemEdit, *, by: str) -> Review:
+    change = update_action_item(review, item_id, edit, by=by, now=NOW)
     assert change is not None
     return change[0]
 

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from services.review.api import ApiProblemError, read_version
+from services.review.api import read_version
 from services.review.auth import ApiClient, ApiTokens, Role, TokenSettingError
+from services.review.http_problems import ApiProblemError
 
 EDITOR_TOKEN = "e" * 32
 VIEWER_TOKEN = "v" * 32

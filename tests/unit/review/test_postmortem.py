@@ -13,7 +13,6 @@ from services.review.domain.editing import (
     TimelineEntryDraft,
     add_action_item,
     add_timeline_entry,
-    update_action_item,
 )
 from services.review.domain.postmortem import render_postmortem
 from services.review.domain.record import Recurrence, Review
@@ -21,7 +20,7 @@ from services.review.domain.verification import ManualVerdict, Recorded, record_
 from services.review.domain.workflow import Transition, transition
 from tests.support.fixtures import FIXTURES, fixture
 from tests.support.verification import remediation_verified
-from tests.unit.review.builders import NOW, edited, incident, opened
+from tests.unit.review.builders import NOW, edited, incident, item_updated, opened
 
 GOLDEN = "postmortem_complete.md"
 
@@ -83,14 +82,13 @@ def complete_review() -> Review:
             ticket_url="https://tracker.example/PAY-1" if priority is ActionItemPriority.HIGH else None,
         )
         review = add_action_item(review, draft, by="alice", now=NOW)[0]
-    review = update_action_item(review, "AI-2", ActionItemEdit(status=ActionItemStatus.DONE), by="erin", now=NOW)[0]
-    review = update_action_item(
+    review = item_updated(review, "AI-2", ActionItemEdit(status=ActionItemStatus.DONE), by="erin")
+    review = item_updated(
         review,
         "AI-3",
         ActionItemEdit(status=ActionItemStatus.WONT_DO, status_reason="Too big | tracked in RFC-12"),
         by="x",
-        now=NOW,
-    )[0]
+    )
     for to, reason in ((ReviewStatus.IN_REVIEW, None), (ReviewStatus.APPROVED, None), (ReviewStatus.PUBLISHED, None)):
         review = transition(review, Transition(to=to, reason=reason), by="alice", now=NOW)[0]
     review = transition(
@@ -167,7 +165,8 @@ def hostile_review() -> Review:
 
 
 def rendered_html(document: str) -> str:
-    return MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(document)
+    html: str = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(document)
+    return html
 
 
 def test_what_people_wrote_cannot_add_html_links_or_structure_to_the_postmortem() -> None:

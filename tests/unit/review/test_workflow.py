@@ -5,11 +5,20 @@ import itertools
 import pytest
 
 from schemas import ActionItemStatus, ReviewStatus
-from services.review.domain.editing import ActionItemEdit, update_action_item
+from services.review.domain.editing import ActionItemEdit
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.refusals import TransitionRefusedError
 from services.review.domain.workflow import ALLOWED, Transition, approval_problems, refusal, transition
-from tests.unit.review.builders import NOW, edited, incident, opened, ready_to_approve, with_item, with_status
+from tests.unit.review.builders import (
+    NOW,
+    edited,
+    incident,
+    item_updated,
+    opened,
+    ready_to_approve,
+    with_item,
+    with_status,
+)
 
 S = ReviewStatus
 
@@ -142,10 +151,10 @@ def test_closing_with_unfinished_action_items_needs_a_waiver_with_a_reason() -> 
 
 def test_finished_action_items_close_without_a_waiver() -> None:
     review = with_item(with_item(opened()), title="Runbook")
-    review = update_action_item(review, "AI-1", ActionItemEdit(status=ActionItemStatus.DONE), by="a", now=NOW)[0]
-    review = update_action_item(
-        review, "AI-2", ActionItemEdit(status=ActionItemStatus.WONT_DO, status_reason="Superseded"), by="a", now=NOW
-    )[0]
+    review = item_updated(review, "AI-1", ActionItemEdit(status=ActionItemStatus.DONE), by="a")
+    review = item_updated(
+        review, "AI-2", ActionItemEdit(status=ActionItemStatus.WONT_DO, status_reason="Superseded"), by="a"
+    )
     closed, _ = transition(with_status(review, S.PUBLISHED), Transition(to=S.CLOSED), by="alice", now=NOW)
     assert closed.status is S.CLOSED
     assert closed.action_items_waiver is None

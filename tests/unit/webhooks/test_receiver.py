@@ -4,6 +4,7 @@ import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Literal
 
 import pytest
 
@@ -29,8 +30,8 @@ JSON = {"content-type": "application/json"}
 LIMIT = 64 * 1024
 
 
-def settings(**overrides: object) -> WebhookSettings:
-    values: dict[str, object] = {
+def settings(**overrides: Any) -> WebhookSettings:
+    values: dict[str, Any] = {
         "pagerduty_secrets": [PD_SECRET, PD_OLD_SECRET],
         "grafana_secrets": [GRAFANA_SECRET],
         "incidentio_secrets": [INCIDENTIO_SECRET],
@@ -40,7 +41,7 @@ def settings(**overrides: object) -> WebhookSettings:
         "publish_timeout_seconds": 0.05,
         "retry_after_seconds": 17,
     }
-    return WebhookSettings(**(values | overrides))  # type: ignore[arg-type]
+    return WebhookSettings(**(values | overrides))
 
 
 @pytest.fixture
@@ -361,8 +362,10 @@ async def test_the_signature_is_checked_before_the_body_is_judged(hooks: Receive
 
 
 @pytest.mark.parametrize("behaviour", ["fail", "hang"])
-async def test_kafka_down_or_slow_is_503_with_retry_after_and_nothing_recorded(behaviour: str) -> None:
-    publisher = FakePublisher(behaviour)  # type: ignore[arg-type]
+async def test_kafka_down_or_slow_is_503_with_retry_after_and_nothing_recorded(
+    behaviour: Literal["fail", "hang"],
+) -> None:
+    publisher = FakePublisher(behaviour)
     hooks = receiver(settings(), publisher)
     body = fixture("pagerduty", "resolved.json")
     response = await hooks.post("/webhooks/pagerduty", body, pd_headers(body, PD_SECRET))
