@@ -26,8 +26,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from schemas import ReviewEvent, ReviewStatus, Severity
-from services.review.domain.record import Review
+from schemas import ActionItemCategory, ActionItemPriority, ActionItemStatus, ReviewEvent, ReviewStatus, Severity
+from services.review.domain.record import ActionItem, Review
 from services.review.domain.recurrence import (
     RecurrenceGroup,
     RecurrenceQuery,
@@ -87,9 +87,13 @@ class ReviewFilter:
     team: str | None = None
     overdue: bool | None = None
     title_contains: str | None = None
+    # Reviews this person facilitates (owner) or takes part in (a participant's name).
+    assigned_to: str | None = None
 
     def query(self, now: datetime) -> Document:
         query: Document = {}
+        if self.assigned_to is not None:
+            query["$or"] = [{"owner": self.assigned_to}, {"participants.name": self.assigned_to}]
         if self.statuses:
             query["status"] = {"$in": [str(status) for status in self.statuses]}
         if self.severities:
@@ -107,6 +111,44 @@ class ReviewFilter:
         elif self.overdue is False:
             query["$nor"] = [overdue]
         return query
+
+
+# Action items still to be done; past their due date they are overdue.
+UNFINISHED_ACTION_ITEMS = (ActionItemStatus.OPEN, ActionItemStatus.IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class ActionItemFilter:
+    """Unfinished action items across reviews: of one owner, one team (the incident's), category or priority."""
+
+    owner: str | None = None
+    team: str | None = None
+    categories: Sequence[ActionItemCategory] = ()
+    priorities: Sequence[ActionItemPriority] = ()
+    overdue_only: bool = False
+
+    def item_query(self, now: datetime, prefix: str) -> Document:
+        """The conditions on one action item, its fields under ``prefix`` (``action_items.`` after ``$unwind``)."""
+        query: Document = {f"{prefix}status": {"$in": [str(status) for status in UNFINISHED_ACTION_ITEMS]}}
+        if self.owner is not None:
+            query[f"{prefix}owner"] = self.owner
+        if self.categories:
+            query[f"{prefix}category"] = {"$in": [str(category) for category in self.categories]}
+        if self.priorities:
+            query[f"{prefix}priority"] = {"$in": [str(priority) for priority in self.priorities]}
+        if self.overdue_only:
+            query[f"{prefix}due_at"] = {"$lt": now}
+        return query
+
+
+@dataclass(frozen=True)
+class ActionItemRow:
+    """One unfinished action item and the review it belongs to."""
+
+    review_id: str
+    review_title: str
+    team: str | None
+    item: ActionItem
 
 
 def _group_filter(group: RecurrenceGroup) -> Document:
@@ -167,6 +209,13 @@ class ReviewRepository:
         await self.reviews.create_index([("incident_key", ASCENDING)], unique=True, name="one_review_per_incident")
         await self.reviews.create_index([("status", ASCENDING), ("due_at", ASCENDING)], name="status_due")
         await self.reviews.create_index([("created_at", DESCENDING), ("_id", ASCENDING)], name="newest_first")
+        await self.reviews.create_index([("owner", ASCENDING), ("created_at", DESCENDING)], name="by_owner")
+        await self.reviews.create_index(
+            [("participants.name", ASCENDING), ("created_at", DESCENDING)], name="by_participant"
+        )
+        await self.reviews.create_index(
+            [("action_items.status", ASCENDING), ("action_items.due_at", ASCENDING)], name="unfinished_action_items"
+        )
         await self.reviews.create_index(
             [("incident.fingerprint", ASCENDING), *LATEST_OCCURRENCE_FIRST], name="recurrence_by_fingerprint"
         )
@@ -332,6 +381,41 @@ class ReviewRepository:
         cursor = self.reviews.find(query).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
         documents = await cursor.skip(offset).limit(limit).to_list(length=limit)
         return [Review.from_document(document) for document in documents], total
+
+    async def unfinished_action_items(
+        self, where: ActionItemFilter, now: datetime, *, limit: int, offset: int
+    ) -> tuple[list[ActionItemRow], int]:
+        """Unfinished action items across reviews, soonest due first (no due date last), and how many match.
+
+        Only reviews holding a matching item are read (the ``unfinished_action_items`` index serves the first match);
+        their items are then unwound and matched one by one.
+        """
+        review_match: Document = {"action_items": {"$elemMatch": where.item_query(now, "")}}
+        if where.team is not None:
+            review_match["incident.team"] = where.team
+        pipeline: list[Document] = [
+            {"$match": review_match},
+            {"$project": {"incident.title": 1, "incident.team": 1, "action_items": 1}},
+            {"$unwind": "$action_items"},
+            {"$match": where.item_query(now, "action_items.")},
+            # Items without a due date sort last: a flag first, then the date.
+            {"$addFields": {"no_due": {"$eq": [{"$ifNull": ["$action_items.due_at", None]}, None]}}},
+            {"$sort": {"no_due": 1, "action_items.due_at": 1, "_id": 1, "action_items.id": 1}},
+            {"$facet": {"page": [{"$skip": offset}, {"$limit": limit}], "total": [{"$count": "n"}]}},
+        ]
+        result = await (await self.reviews.aggregate(pipeline)).to_list()
+        facet = result[0] if result else {"page": [], "total": []}
+        rows = [
+            ActionItemRow(
+                review_id=document["_id"],
+                review_title=document["incident"]["title"],
+                team=document["incident"].get("team"),
+                item=ActionItem.model_validate(document["action_items"]),
+            )
+            for document in facet["page"]
+        ]
+        total = int(facet["total"][0]["n"]) if facet["total"] else 0
+        return rows, total
 
     async def earlier_occurrence(self, query: RecurrenceQuery) -> Review | None:
         """The latest earlier review matching by fingerprint, else by service and normalised title."""

@@ -28,7 +28,14 @@ from services.review.domain.record import Review, open_review
 from services.review.domain.recurrence import link_recurrence, recurrence_query
 from services.review.domain.workflow import Transition, transition
 from services.review.metrics import ReviewMetrics
-from services.review.repository import ReviewFilter, ReviewNotFoundError, ReviewRepository, StaleVersionError
+from services.review.repository import (
+    ActionItemFilter,
+    ActionItemRow,
+    ReviewFilter,
+    ReviewNotFoundError,
+    ReviewRepository,
+    StaleVersionError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +157,12 @@ class ReviewService:
 
     async def find(self, where: ReviewFilter, *, limit: int, offset: int) -> tuple[list[Review], int]:
         return await self._repository.find(where, self._now(), limit=limit, offset=offset)
+
+    async def unfinished_action_items(
+        self, where: ActionItemFilter, *, limit: int, offset: int
+    ) -> tuple[list[ActionItemRow], int]:
+        """Open and in-progress action items across reviews, soonest due first, and how many match."""
+        return await self._repository.unfinished_action_items(where, self._now(), limit=limit, offset=offset)
 
     async def export_markdown(self, review_id: str) -> tuple[Review, str]:
         review = await self.get(review_id)

@@ -48,3 +48,9 @@ class ReviewSettings(ServiceSettings):
     # Where clients reach the API (scheme, host, any path prefix a proxy adds), for the Link headers of pages.
     # Unset, links are relative: never built from the Host header a caller sends.
     public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+
+    # The web UI (docs/web-ui.md). Its session cookie is signed with this secret: set it, the same on every replica.
+    # Unset, each process draws a random one at start-up: sessions end when it restarts and work on one replica only.
+    web_session_secret: SecretStr | None = None
+    # How long a sign-in lasts, in minutes (at most 30 days).
+    web_session_minutes: int = Field(default=480, ge=1, le=60 * 24 * 30)
