@@ -27,6 +27,7 @@ from services.review.web.security_headers import SecurityHeaders
 from services.review.web.sessions import SessionCookies
 from services.review.web.signed_in import SignedIn
 from services.review.web.signing_in import SignInPage
+from services.review.web.trusted_proxy import TrustedProxy
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,17 @@ def install_web_ui(
     csrf = CsrfTokens(secret)
     sessions = SessionCookies(secret, timedelta(minutes=settings.web_session_minutes), clock)
     pages = Pages(csrf, always_secure_cookies=(settings.public_base_url or "").startswith("https://"))
-    signed_in = SignedIn(sessions, csrf)
+    proxy = (
+        TrustedProxy(
+            settings.web_proxy_addresses,
+            user_header=settings.web_proxy_user_header,
+            groups_header=settings.web_proxy_groups_header,
+            group_roles=settings.web_proxy_group_roles,
+        )
+        if settings.web_proxy_auth
+        else None
+    )
+    signed_in = SignedIn(sessions, csrf, proxy)
     for page in (
         SignInPage(pages, signed_in, sessions, tokens),
         ReviewsPage(pages, signed_in, service, clock),

@@ -8,6 +8,7 @@ from starlette.responses import RedirectResponse, Response
 from services.review.web.csrf import CsrfRefusedError
 from services.review.web.pages import Pages
 from services.review.web.signed_in import SignedIn, SignInRequiredError, WriteForbiddenError
+from services.review.web.trusted_proxy import NoRoleError
 
 
 class ErrorPages:
@@ -29,6 +30,9 @@ class ErrorPages:
     async def forbidden(self, request: Request, exc: Exception) -> Response:
         return self.refused(request, "Not allowed", f"{exc}. Nothing was saved.", status=403)
 
+    async def no_role(self, request: Request, exc: Exception) -> Response:
+        return self.pages.render(request, "refused.html", user=None, status=403, title="No access", detail=f"{exc}.")
+
     def refused(self, request: Request, title: str, detail: str, *, status: int) -> Response:
         return self.pages.render(
             request,
@@ -44,4 +48,5 @@ class ErrorPages:
             SignInRequiredError: self.sign_in_first,
             CsrfRefusedError: self.csrf_refused,
             WriteForbiddenError: self.forbidden,
+            NoRoleError: self.no_role,
         }

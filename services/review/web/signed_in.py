@@ -1,7 +1,9 @@
-"""Who is using the page: the session cookie read on every request, and what a write must bring.
+"""Who is using the page, and what a write must bring.
 
-A page needs a signed-in person (any role); a write also needs the form's CSRF token and the role the API asks for
-the same change (``Role.can``, and ``access.role_for_move`` for workflow moves): one rule for both doors.
+A person is who the trusted auth proxy vouches for (proxy mode, ``trusted_proxy``) or who signed in with an API token
+(the session cookie). A page needs a signed-in person (any role); a write also needs the form's CSRF token and the
+role the API asks for the same change (``Role.can``, and ``access.role_for_move`` for workflow moves): one rule for
+both doors.
 """
 
 from starlette.datastructures import FormData
@@ -10,6 +12,7 @@ from starlette.requests import Request
 from services.review.auth import ApiClient, Role
 from services.review.web.csrf import CSRF_COOKIE, CSRF_FIELD, CsrfTokens
 from services.review.web.sessions import SESSION_COOKIE, SessionCookies
+from services.review.web.trusted_proxy import TrustedProxy
 
 
 class SignInRequiredError(Exception):
@@ -32,11 +35,17 @@ def local_path(target: str | None) -> str:
 
 
 class SignedIn:
-    def __init__(self, sessions: SessionCookies, csrf: CsrfTokens) -> None:
+    def __init__(self, sessions: SessionCookies, csrf: CsrfTokens, proxy: TrustedProxy | None = None) -> None:
         self.sessions = sessions
         self.csrf = csrf
+        self.proxy = proxy
 
     def optional(self, request: Request) -> ApiClient | None:
+        """Who the trusted proxy vouches for (in proxy mode), else who signed in with a token, else None."""
+        if self.proxy is not None:
+            vouched = self.proxy.identify(request)
+            if vouched is not None:
+                return vouched
         session = self.sessions.read(request.cookies.get(SESSION_COOKIE))
         return session.client if session is not None else None
 
