@@ -166,7 +166,7 @@ def merged(mine: Values, read: Values, current: Values) -> tuple[Values, dict[st
             continue
         if mine.get(name) == read.get(name):
             values[name] = now
-        if mine.get(name) != now:
+        elif mine.get(name) != now:
             theirs[name] = shown(now)
     return values, theirs
 
