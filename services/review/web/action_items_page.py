@@ -30,9 +30,8 @@ class ActionItemsPage:
         user = self.signed_in.reader(request)
         params = request.query_params
         ignored: list[str] = []
-        owner = text(params, "owner")
-        if params.get("mine") == "1":
-            owner = user.name
+        mine = params.get("mine") == "1"
+        owner = user.name if mine else text(params, "owner")
         where = ActionItemFilter(
             owner=owner,
             team=text(params, "team"),
@@ -55,6 +54,7 @@ class ActionItemsPage:
             previous_link=page_link(params, page - 1) if page > 1 else None,
             next_link=page_link(params, page + 1) if page < pages else None,
             where=where,
+            mine=mine,
             categories=list(ActionItemCategory),
             priorities=list(ActionItemPriority),
             ignored=ignored,

@@ -272,6 +272,10 @@ async def test_action_items_across_reviews_are_filtered(web: ReviewApp) -> None:
     by_team = await web.http.get("/action-items?team=search")
     assert "Search runbook" in by_team.text
     assert "Pool alert" not in by_team.text
+    await sign_in(web.http, EDITOR)  # erin
+    mine = await web.http.get("/action-items?mine=1")
+    assert "Pool alert" in mine.text
+    assert "Search runbook" not in mine.text
     overdue = await web.http.get("/action-items?overdue=1&owner=erin&priority=medium")
     assert "Pool alert" in overdue.text
     assert "Search runbook" not in overdue.text
