@@ -113,7 +113,7 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, logs: Path, timeout:
     raise RuntimeError(f"review not ready after {timeout}s:\n{logs.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def review_service(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewService]:
     suffix = uuid.uuid4().hex[:8]
     closed, events, database = f"incidents.closed.{suffix}", f"reviews.events.{suffix}", f"browser_{suffix}"
@@ -153,13 +153,13 @@ def review_service(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -
             client.drop_database(database)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM)
     yield browser

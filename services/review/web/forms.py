@@ -139,7 +139,17 @@ def base_of(form: FormData) -> Values:
 
 
 def changed(values: Values, base: Mapping[str, Any]) -> set[str]:
-    return {name for name, value in values.items() if base.get(name) != value}
+    """The fields whose value differs from ``base``; a time sent as ``10:00`` for a drawn ``10:00:00`` is the same."""
+    return {name for name, value in values.items() if base.get(name) != value and not _same_time(name, value, base)}
+
+
+def _same_time(name: str, value: Any, base: Mapping[str, Any]) -> bool:
+    if name != "due_at" or not isinstance(value, str) or not isinstance(base.get(name), str):
+        return False
+    try:
+        return parse_field_time(value) == parse_field_time(base[name])
+    except ValueError:
+        return False
 
 
 def _time(values: Values, name: str, errors: dict[str, str]) -> Any:

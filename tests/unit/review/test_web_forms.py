@@ -79,3 +79,9 @@ def test_sign_in_sends_nobody_to_another_site() -> None:
     assert local_path("/review/1?x=2") == "/review/1?x=2"
     for elsewhere in ("https://evil.example/", "//evil.example/", "/\\evil.example", "", None):
         assert local_path(elsewhere) == "/"
+
+
+def test_a_due_date_sent_without_seconds_is_not_a_change() -> None:
+    read = {"owner": "", "due_at": "2026-12-02T10:00:00"}
+    assert section_edit({"owner": "", "due_at": "2026-12-02T10:00"}, read).model_fields_set == set()
+    assert section_edit({"owner": "", "due_at": "2026-12-03T10:00"}, read).model_fields_set == {"due_at"}
