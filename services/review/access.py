@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from schemas import ReviewStatus
 from services.review.auth import ApiTokens, Caller, Role
 from services.review.http_problems import ApiProblemError, unauthenticated
 
@@ -25,6 +26,15 @@ def role_needed(method: str, path: str) -> Role | None:
     if method == "OPTIONS":
         return None
     return Role.VIEWER if method in READ_METHODS else Role.EDITOR
+
+
+# Moves that stop a review or leave work unfinished on purpose: governance, so an admin's decision.
+_ADMIN_MOVES = frozenset({ReviewStatus.CANCELLED, ReviewStatus.NOT_REQUIRED})
+
+
+def role_for_move(to: ReviewStatus, *, waive_open_action_items: bool = False) -> Role:
+    """The role a workflow move needs: the API and the web UI both ask this one rule."""
+    return Role.ADMIN if waive_open_action_items or to in _ADMIN_MOVES else Role.EDITOR
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import ReviewStatus, Severity
-from services.review.access import API_PREFIX, Access
+from services.review.access import API_PREFIX, Access, role_for_move
 from services.review.auth import ApiTokens, Caller, Role
 from services.review.domain.editing import ActionItemDraft, ActionItemEdit, Reason, SectionEdit, TimelineEntryDraft
 from services.review.domain.followup_view import FollowupView
@@ -320,8 +320,8 @@ def _write_routes(router: APIRouter, service: ReviewService, editor: Any) -> Non
     ) -> Review:
         """Move the review along its workflow; a refused move answers 409 with the reason."""
         version = read_version(if_match, body.version)
-        governance = body.waive_open_action_items or body.to in (ReviewStatus.CANCELLED, ReviewStatus.NOT_REQUIRED)
-        if governance and who.client is not None and not who.client.role.can(Role.ADMIN):
+        needed = role_for_move(body.to, waive_open_action_items=body.waive_open_action_items)
+        if who.client is not None and not who.client.role.can(needed):
             raise ApiProblemError(
                 403, "forbidden", "cancelling, declaring not required and waiving action items need the admin role"
             )

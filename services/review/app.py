@@ -1,4 +1,4 @@
-"""Where review is wired: MongoDB, the Kafka broker and consumer, the outbox relay, metrics and the HTTP API.
+"""Where review is wired: MongoDB, the Kafka broker and consumer, the outbox relay, metrics, the HTTP API and web UI.
 
 Configuration is checked here, before anything connects: a bad policy file or token setting fails start-up with
 the file or setting and the field named.
@@ -31,6 +31,7 @@ from services.review.policy_file import load_policy
 from services.review.repository import ReviewRepository
 from services.review.service import ReviewService
 from services.review.settings import KafkaSettings, MongoSettings, ReviewSettings
+from services.review.web import install_web_ui
 
 
 def subscribe_consumer(
@@ -168,4 +169,5 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         public_base_url=settings.public_base_url,
     )
+    install_web_ui(app, service, tokens, settings, clock)
     return app

@@ -8,10 +8,13 @@ import re
 from datetime import datetime
 from typing import Any
 
-from schemas import ReviewEvent
+from schemas import ActionItemStatus, ReviewEvent
 from services.review.domain.record import Review
 from services.review.domain.workflow import BEFORE_PUBLICATION
-from services.review.ports import ReviewFilter
+from services.review.ports import ActionItemFilter, ReviewFilter
+
+# Action items still to be done; past their due date they are overdue.
+UNFINISHED_ACTION_ITEMS = (ActionItemStatus.OPEN, ActionItemStatus.IN_PROGRESS)
 
 Document = dict[str, Any]
 
@@ -31,6 +34,8 @@ def review_from_document(document: Document) -> Review:
 def filter_query(where: ReviewFilter, now: datetime) -> Document:
     """The MongoDB query for a listing's filter (``overdue`` judged at ``now``)."""
     query: Document = {}
+    if where.assigned_to is not None:
+        query["$or"] = [{"owner": where.assigned_to}, {"participants.name": where.assigned_to}]
     if where.statuses:
         query["status"] = {"$in": [str(status) for status in where.statuses]}
     if where.severities:
@@ -48,6 +53,21 @@ def filter_query(where: ReviewFilter, now: datetime) -> Document:
         query["$and"] = [overdue]
     elif where.overdue is False:
         query["$nor"] = [overdue]
+    return query
+
+
+def action_item_query(where: ActionItemFilter, now: datetime, prefix: str) -> Document:
+    """The conditions on one action item, its fields under ``prefix`` (``action_items.`` after ``$unwind``)."""
+    query: Document = {f"{prefix}status": {"$in": [str(status) for status in UNFINISHED_ACTION_ITEMS]}}
+    if where.owner is not None:
+        query[f"{prefix}owner"] = where.owner
+    if where.categories:
+        query[f"{prefix}category"] = {"$in": [str(category) for category in where.categories]}
+    if where.priorities:
+        query[f"{prefix}priority"] = {"$in": [str(priority) for priority in where.priorities]}
+    if where.overdue_only:
+        # Overdue as for reviews: due at or before now and still to be done.
+        query[f"{prefix}due_at"] = {"$lte": now}
     return query
 
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from schemas import AnyFollowupEvent, ReviewEvent, ReviewStatus, Severity
+from schemas import ActionItemCategory, ActionItemPriority, AnyFollowupEvent, ReviewEvent, ReviewStatus, Severity
 from services.review.domain.followup_view import FollowupView
-from services.review.domain.record import Review
+from services.review.domain.record import ActionItem, Review
 from services.review.domain.recurrence import RecurrenceQuery
 
 
@@ -39,6 +39,29 @@ class ReviewFilter:
     team: str | None = None
     overdue: bool | None = None
     title_contains: str | None = None
+    # Reviews this person facilitates (owner) or takes part in (a participant's name).
+    assigned_to: str | None = None
+
+
+@dataclass(frozen=True)
+class ActionItemFilter:
+    """Unfinished action items across reviews: of one owner, one team (the incident's), category or priority."""
+
+    owner: str | None = None
+    team: str | None = None
+    categories: Sequence[ActionItemCategory] = ()
+    priorities: Sequence[ActionItemPriority] = ()
+    overdue_only: bool = False
+
+
+@dataclass(frozen=True)
+class ActionItemRow:
+    """One unfinished action item and the review it belongs to."""
+
+    review_id: str
+    review_title: str
+    team: str | None
+    item: ActionItem
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,12 @@ class ReviewStore(Protocol):
     async def find(
         self, where: ReviewFilter, now: datetime, *, limit: int, offset: int
     ) -> tuple[list[Review], int]: ...
+
+    async def unfinished_action_items(
+        self, where: ActionItemFilter, now: datetime, *, limit: int, offset: int
+    ) -> tuple[list[ActionItemRow], int]:
+        """Unfinished action items across reviews, soonest due first, and how many match."""
+        ...
 
 
 class Outbox(Protocol):

@@ -20,10 +20,24 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from schemas import ReviewEvent
-from services.review.documents import Document, filter_query, outbox_document, review_from_document, review_to_document
-from services.review.domain.record import Review
+from services.review.documents import (
+    Document,
+    action_item_query,
+    filter_query,
+    outbox_document,
+    review_from_document,
+    review_to_document,
+)
+from services.review.domain.record import ActionItem, Review
 from services.review.domain.recurrence import RecurrenceQuery
-from services.review.ports import OutboxEntry, ReviewFilter, ReviewNotFoundError, StaleVersionError
+from services.review.ports import (
+    ActionItemFilter,
+    ActionItemRow,
+    OutboxEntry,
+    ReviewFilter,
+    ReviewNotFoundError,
+    StaleVersionError,
+)
 from services.review.recurrence_heads import LATEST_OCCURRENCE_FIRST, RecurrenceHeads
 
 REVIEWS = "reviews"
@@ -78,6 +92,13 @@ class ReviewRepository:
         await self.reviews.create_index([("incident_key", ASCENDING)], unique=True, name="one_review_per_incident")
         await self.reviews.create_index([("status", ASCENDING), ("due_at", ASCENDING)], name="status_due")
         await self.reviews.create_index([("created_at", DESCENDING), ("_id", ASCENDING)], name="newest_first")
+        await self.reviews.create_index([("owner", ASCENDING), ("created_at", DESCENDING)], name="by_owner")
+        await self.reviews.create_index(
+            [("participants.name", ASCENDING), ("created_at", DESCENDING)], name="by_participant"
+        )
+        await self.reviews.create_index(
+            [("action_items.status", ASCENDING), ("action_items.due_at", ASCENDING)], name="unfinished_action_items"
+        )
         await self.reviews.create_index(
             [("incident.fingerprint", ASCENDING), *LATEST_OCCURRENCE_FIRST], name="recurrence_by_fingerprint"
         )
@@ -225,6 +246,41 @@ class ReviewRepository:
         cursor = self.reviews.find(query).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
         documents = await cursor.skip(offset).limit(limit).to_list(length=limit)
         return [review_from_document(document) for document in documents], total
+
+    async def unfinished_action_items(
+        self, where: ActionItemFilter, now: datetime, *, limit: int, offset: int
+    ) -> tuple[list[ActionItemRow], int]:
+        """Unfinished action items across reviews, soonest due first (no due date last), and how many match.
+
+        Only reviews holding a matching item are read (the ``unfinished_action_items`` index serves the first match);
+        their items are then unwound and matched one by one.
+        """
+        review_match: Document = {"action_items": {"$elemMatch": action_item_query(where, now, "")}}
+        if where.team is not None:
+            review_match["incident.team"] = where.team
+        pipeline: list[Document] = [
+            {"$match": review_match},
+            {"$project": {"incident.title": 1, "incident.team": 1, "action_items": 1}},
+            {"$unwind": "$action_items"},
+            {"$match": action_item_query(where, now, "action_items.")},
+            # Items without a due date sort last: a flag first, then the date.
+            {"$addFields": {"no_due": {"$eq": [{"$ifNull": ["$action_items.due_at", None]}, None]}}},
+            {"$sort": {"no_due": 1, "action_items.due_at": 1, "_id": 1, "action_items.id": 1}},
+            {"$facet": {"page": [{"$skip": offset}, {"$limit": limit}], "total": [{"$count": "n"}]}},
+        ]
+        result = await (await self.reviews.aggregate(pipeline)).to_list()
+        facet = result[0] if result else {"page": [], "total": []}
+        rows = [
+            ActionItemRow(
+                review_id=document["_id"],
+                review_title=document["incident"]["title"],
+                team=document["incident"].get("team"),
+                item=ActionItem.model_validate(document["action_items"]),
+            )
+            for document in facet["page"]
+        ]
+        total = int(facet["total"][0]["n"]) if facet["total"] else 0
+        return rows, total
 
     async def earlier_occurrence(self, query: RecurrenceQuery) -> Review | None:
         """The latest earlier review matching by fingerprint, else by service and normalised title."""

@@ -37,6 +37,8 @@ from services.review.domain.verification import (
 from services.review.domain.workflow import Transition, transition
 from services.review.metrics import ReviewMetrics
 from services.review.ports import (
+    ActionItemFilter,
+    ActionItemRow,
     FollowupViewStore,
     ReviewFilter,
     ReviewNotFoundError,
@@ -166,6 +168,12 @@ class ReviewService:
 
     async def find(self, where: ReviewFilter, *, limit: int, offset: int) -> tuple[list[Review], int]:
         return await self._repository.find(where, self._now(), limit=limit, offset=offset)
+
+    async def unfinished_action_items(
+        self, where: ActionItemFilter, *, limit: int, offset: int
+    ) -> tuple[list[ActionItemRow], int]:
+        """Open and in-progress action items across reviews, soonest due first, and how many match."""
+        return await self._repository.unfinished_action_items(where, self._now(), limit=limit, offset=offset)
 
     async def export_markdown(self, review_id: str) -> tuple[Review, str]:
         review = await self.get(review_id)

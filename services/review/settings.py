@@ -1,8 +1,9 @@
 """Review configuration: shared connection settings plus ``REVIEW_``-prefixed ones."""
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from schemas import dlq_topic_for
@@ -60,3 +61,24 @@ class ReviewSettings(ServiceSettings):
     # Where clients reach the API (scheme, host, any path prefix a proxy adds), for the Link headers of pages.
     # Unset, links are relative: never built from the Host header a caller sends.
     public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+
+    # The web UI (docs/web-ui.md). Its session cookie is signed with this secret: set it, the same on every replica.
+    # Unset, each process draws a random one at start-up: sessions end when it restarts and work on one replica only.
+    web_session_secret: SecretStr | None = None
+    # How long a sign-in lasts, in minutes (at most 30 days).
+    web_session_minutes: int = Field(default=480, ge=1, le=60 * 24 * 30)
+    # Trusted auth-proxy mode (SSO through oauth2-proxy, Pomerium...): off by default. When on, a request from one of
+    # web_proxy_addresses carrying web_proxy_user_header is that user, with the highest role their groups (comma
+    # separated in web_proxy_groups_header) map to in web_proxy_group_roles; the same headers from anywhere else are
+    # ignored. JSON: addresses '["10.0.0.7/32"]', roles '{"sre-leads": "admin", "sre": "editor", "staff": "viewer"}'.
+    web_proxy_auth: bool = False
+    web_proxy_addresses: list[IPvAnyNetwork] = Field(default_factory=list)
+    web_proxy_user_header: str = Field(default="X-Forwarded-User", min_length=1)
+    web_proxy_groups_header: str = Field(default="X-Forwarded-Groups", min_length=1)
+    web_proxy_group_roles: dict[str, Literal["viewer", "editor", "admin"]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _proxy_mode_names_its_proxies(self) -> "ReviewSettings":
+        if self.web_proxy_auth and not self.web_proxy_addresses:
+            raise ValueError("REVIEW_WEB_PROXY_AUTH needs REVIEW_WEB_PROXY_ADDRESSES (the proxies to trust)")
+        return self

@@ -27,7 +27,7 @@ from services.review.domain.record import Review
 from services.review.domain.recurrence import RecurrenceQuery
 from services.review.domain.workflow import is_overdue
 from services.review.metrics import ReviewMetrics
-from services.review.ports import ReviewFilter, ReviewNotFoundError, StaleVersionError
+from services.review.ports import ActionItemFilter, ActionItemRow, ReviewFilter, ReviewNotFoundError, StaleVersionError
 from services.review.service import ReviewService
 from services.review.settings import ReviewSettings
 from tests.support.brokers import ConsumerKafka, Produced, RunningKafka
@@ -115,6 +115,23 @@ class InMemoryReviews:
         found = sorted(filter(shown, self.reviews.values()), key=lambda review: review.id)
         found.sort(key=lambda review: review.created_at, reverse=True)  # newest first, then by id: as stored
         return found[offset : offset + limit], len(found)
+
+    async def unfinished_action_items(
+        self, where: ActionItemFilter, now: datetime, *, limit: int, offset: int
+    ) -> tuple[list[ActionItemRow], int]:
+        rows = [
+            ActionItemRow(review.id, review.incident.title, review.incident.team, item)
+            for review in self.reviews.values()
+            for item in review.action_items
+            if item.unfinished
+            and where.owner in (None, item.owner)
+            and where.team in (None, review.incident.team)
+            and (not where.categories or item.category in where.categories)
+            and (not where.priorities or item.priority in where.priorities)
+            and (not where.overdue_only or (item.due_at is not None and item.due_at <= now))
+        ]
+        rows.sort(key=lambda row: (row.item.due_at is None, row.item.due_at or now, row.review_id, row.item.id))
+        return rows[offset : offset + limit], len(rows)
 
 
 @dataclass
