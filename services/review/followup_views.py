@@ -19,8 +19,10 @@ from services.review.domain.followup_view import FollowupView, apply_followup_ev
 log = logging.getLogger(__name__)
 
 REVIEW_FOLLOWUPS = "review_followups"
-# Concurrent writers to one view are rare (a partition changing hands); more collisions in a row than this is a bug.
-WRITE_ATTEMPTS = 5
+# Concurrent writers to one view are rare (a partition changing hands). Each collision means another writer's event
+# landed, so a writer needs at most one attempt per concurrent event; the margin covers a server that lets a read
+# trail a write it just acknowledged. Running out is not a poison record: the batch is retried (see ``apply``).
+WRITE_ATTEMPTS = 20
 
 Document = dict[str, Any]
 

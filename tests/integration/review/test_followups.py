@@ -321,7 +321,11 @@ async def test_a_recurrence_counts_against_items_verified_effective(make_review_
     assert [(event.action_item_id, event.changed) for event in marked] == [("AI-1", ("recurred_after_verification",))]
 
 
+CONCURRENT_EVENTS = 5
+
+
 async def test_concurrent_writers_to_one_view_lose_no_event(make_review_app: MakeApp) -> None:
+    assert CONCURRENT_EVENTS < WRITE_ATTEMPTS
     async with make_review_app() as review_app:
         app: ReviewApp = review_app
         views = FollowupViews(app.db)
@@ -340,12 +344,13 @@ async def test_concurrent_writers_to_one_view_lose_no_event(make_review_app: Mak
                 before_seconds=3_600 + n,
             )
             # A writer loses at most once per other event written first: fewer than WRITE_ATTEMPTS events, so all land.
-            for n in range(WRITE_ATTEMPTS)
+            for n in range(CONCURRENT_EVENTS)
         ]
         applied = await asyncio.gather(*(views.apply(event, app.clock) for event in [*reminders, *reminders]))
         view = await views.get(review.id)
 
     assert view is not None
-    assert sorted(reminder.before_seconds for reminder in view.reminders) == [3_600 + n for n in range(WRITE_ATTEMPTS)]
-    assert view.version == WRITE_ATTEMPTS
-    assert sorted(applied) == [False] * WRITE_ATTEMPTS + [True] * WRITE_ATTEMPTS  # each applied once, copies seen
+    expected = [3_600 + n for n in range(CONCURRENT_EVENTS)]
+    assert sorted(reminder.before_seconds for reminder in view.reminders) == expected
+    assert view.version == CONCURRENT_EVENTS
+    assert sorted(applied) == [False] * CONCURRENT_EVENTS + [True] * CONCURRENT_EVENTS  # each applied once, copies seen
