@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from schemas import AnyFollowupEvent, IncidentClosed, RemediationVerified, ReviewEvent
+from schemas import AnyFollowupEvent, IncidentClosed, RemediationVerified, ReviewEvent, Verdict
 from services.review.domain.editing import (
     ActionItemDraft,
     ActionItemEdit,
@@ -27,6 +27,7 @@ from services.review.domain.policy import ReviewDecision, ReviewPolicy
 from services.review.domain.postmortem import render_postmortem
 from services.review.domain.record import Review, open_review
 from services.review.domain.recurrence import link_recurrence, recurrence_query
+from services.review.domain.refusals import ReviewRefusedError
 from services.review.domain.verification import (
     ManualVerdict,
     Recorded,
@@ -298,6 +299,24 @@ class ReviewService:
 
     async def followup(self, review_id: str) -> FollowupView:
         """What follow-up did and will do for this review (reminders, overdue, escalation, checks, verdicts)."""
-        review = await self.get(review_id)
-        view = await self._followups.get(review_id) if self._followups is not None else None
+        return await self.followup_of(await self.get(review_id))
+
+    async def followup_of(self, review: Review) -> FollowupView:
+        """``followup`` for a review already read (a page drawing it reads it once)."""
+        view = await self._followups.get(review.id) if self._followups is not None else None
         return followup_of(review, view)
+
+    def may_record_verdict(self, review: Review, item_id: str, *, by: str, admin: bool) -> bool:
+        """Whether ``record_manual_verdict`` would take a verdict from ``by`` on this item now (nothing is stored).
+
+        The same domain rule is asked with a stand-in verdict, so a page offers the form exactly when the service
+        would accept it; the service still decides when the form is sent.
+        """
+        stand_in = ManualVerdict(verdict=Verdict.INCONCLUSIVE, evidence="(the form is offered)")
+        try:
+            record_manual_verdict(
+                review, item_id, stand_in, by=by, admin=admin, now=self._now(), new_item_required=False
+            )
+        except ReviewRefusedError:
+            return False
+        return True

@@ -110,6 +110,8 @@ def test_a_review_goes_from_open_to_closed_in_the_browser(page: Page, review_ser
     new_item.get_by_label("Priority").select_option("high")
     new_item.get_by_label("Category").select_option("monitoring_alerting")
     new_item.get_by_label("Ticket link").fill("https://tracker.example/PAY-12")
+    # The default policy asks a critical review for a measurable verification before approval.
+    new_item.get_by_label("Verification method").select_option("recurrence")
     page.get_by_role("button", name="Add action item").click()
     expect(page.get_by_role("group", name="Action item AI-1")).to_be_visible()
 
@@ -167,7 +169,8 @@ def test_a_refused_approval_shows_every_reason_next_to_the_fields(page: Page, re
 
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("Not moved: the service refused it.")
-    expect(alert.get_by_role("listitem")).to_have_count(3)
+    expect(alert.get_by_role("listitem")).to_have_count(4)
+    expect(alert).to_contain_text("the policy requires a measurable verification")
     expect(alert).to_contain_text("there are no findings yet")
     expect(alert).to_contain_text("there is no recommendation")
     expect(alert).to_contain_text("the policy requires these sections, still empty: owner")

@@ -15,8 +15,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
+from schemas.verification import VerificationPlan
 from services.review.domain.editing import ActionItemDraft, ActionItemEdit, SectionEdit, TimelineEntryDraft
 from services.review.domain.record import ActionItem, Review
+from services.review.domain.verification import ManualVerdict
 from services.review.web.formatting import field_time, parse_field_time
 
 Values = dict[str, Any]
@@ -39,7 +41,20 @@ ITEM_FIELDS = (
     "status",
     "status_reason",
     "ticket_url",
+    "verification_method",
+    "verification_verifier",
+    "verification_query",
+    "verification_comparison",
+    "verification_threshold",
+    "verification_alert_name",
+    "verification_alert_matchers",
+    "verification_window_seconds",
+    "verification_stabilisation_seconds",
 )
+# The verification plan's fields in an item's form: ``verification_<plan field>``, so the plan's own validation errors
+# land next to the field they are about; they are sent together, as one plan, when any of them changed.
+PLAN_FIELDS = tuple(name for name in ITEM_FIELDS if name.startswith("verification_"))
+VERDICT_FIELDS = ("verdict", "evidence", "links")
 TIMELINE_FIELDS = ("at", "kind", "message", "actor")
 # Blank rows the page offers for new participants and contributing factors (no script needed to add one).
 BLANK_ROWS = 2
@@ -111,6 +126,24 @@ def posted_sections(form: FormData) -> Values:
     return values
 
 
+def plan_values(plan: VerificationPlan | None) -> Values:
+    if plan is None:
+        return dict.fromkeys(PLAN_FIELDS, "")
+    return {
+        "verification_method": str(plan.method),
+        "verification_verifier": plan.verifier or "",
+        "verification_query": plan.query or "",
+        "verification_comparison": str(plan.comparison or ""),
+        "verification_threshold": "" if plan.threshold is None else str(plan.threshold),
+        "verification_alert_name": plan.alert_name or "",
+        "verification_alert_matchers": "\n".join(f"{label}={value}" for label, value in plan.alert_matchers.items()),
+        "verification_window_seconds": "" if plan.window_seconds is None else str(plan.window_seconds),
+        "verification_stabilisation_seconds": ""
+        if plan.stabilisation_seconds is None
+        else str(plan.stabilisation_seconds),
+    }
+
+
 def item_values(item: ActionItem) -> Values:
     return {
         "title": item.title,
@@ -122,6 +155,7 @@ def item_values(item: ActionItem) -> Values:
         "status": str(item.status),
         "status_reason": item.status_reason or "",
         "ticket_url": item.ticket_url or "",
+        **plan_values(item.verification),
     }
 
 
@@ -200,9 +234,43 @@ def timeline_entry(values: Values) -> TimelineEntryDraft:
     return _validated(TimelineEntryDraft, entry, errors)
 
 
+def _matchers(text: str, errors: dict[str, str]) -> dict[str, str]:
+    matchers: dict[str, str] = {}
+    for line in _lines(text):
+        label, equals, value = line.partition("=")
+        if not equals or not label.strip():
+            errors["verification_alert_matchers"] = f"write one matcher per line as label=value, not {line!r}"
+            continue
+        matchers[label.strip()] = value.strip()
+    return matchers
+
+
+def verification_plan(values: Values, errors: dict[str, str]) -> Values | None:
+    """The plan the form describes (validated by the domain with the rest of the edit); None when no method is chosen.
+
+    Fields left blank are left out, so the domain's defaults (window and delay by priority) and its rules (which
+    fields belong to which method) apply exactly as through the API.
+    """
+    method = values.get("verification_method", "").strip()
+    if not method:
+        if any(values.get(name, "").strip() for name in PLAN_FIELDS):
+            errors["verification_method"] = "choose how success is measured, or clear the verification's fields"
+        return None
+    plan: Values = {"method": method}
+    for name in PLAN_FIELDS:
+        text = values.get(name, "").strip()
+        key = name.removeprefix("verification_")
+        if not text or key == "method":
+            continue
+        plan[key] = _matchers(text, errors) if key == "alert_matchers" else text
+    return plan
+
+
 def _item_fields(values: Values, names: set[str], errors: dict[str, str]) -> Values:
     fields: Values = {}
-    for name in names:
+    if names & set(PLAN_FIELDS):
+        fields["verification"] = verification_plan(values, errors)
+    for name in names - set(PLAN_FIELDS):
         if name == "due_at":
             fields[name] = _time(values, name, errors)
         elif name in ("owner", "status_reason", "ticket_url"):
@@ -228,12 +296,20 @@ def action_item_edit(values: Values, base: Mapping[str, Any]) -> ActionItemEdit:
     return _validated(ActionItemEdit, _item_fields(values, todo, errors), errors)
 
 
+def manual_verdict(values: Values) -> ManualVerdict:
+    """A verifier's verdict as the form states it: evidence links one per line."""
+    verdict = {"verdict": values["verdict"], "evidence": values["evidence"], "links": _lines(values["links"])}
+    return _validated(ManualVerdict, verdict, {})
+
+
 def field_name(loc: tuple[int | str, ...]) -> str:
     """The form field a validation error is about: ``("participants", 0, "name")`` is ``participants-0-name``."""
     parts = [str(part) for part in loc]
     if not parts:
         return "form"
     head = parts[0]
+    if head == "verification":
+        return f"verification_{parts[1]}" if len(parts) > 1 else "verification_method"
     if head in ("analysis", "gaps") and len(parts) > 1:
         return parts[1] if head == "analysis" else f"gaps_{parts[1]}"
     if head in ("participants", "contributing_factors") and len(parts) > 2:

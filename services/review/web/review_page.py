@@ -20,11 +20,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from schemas import ActionItemCategory, ActionItemPriority, ActionItemStatus, ReviewStatus
+from schemas.verification import Comparison, Verdict, VerificationMethod
 from services.review.access import role_for_move
 from services.review.auth import ApiClient, Role
 from services.review.domain.limits import RecordLimitError
 from services.review.domain.record import FactorCategory, ParticipantFunction, Review
 from services.review.domain.refusals import InvalidEditError, ReviewRefusedError
+from services.review.domain.verification import NotTheVerifierError
 from services.review.domain.workflow import (
     ACTION_ITEMS_EDITABLE,
     ALLOWED,
@@ -40,6 +42,7 @@ from services.review.web.forms import (
     BLANK_ROWS,
     ITEM_FIELDS,
     TIMELINE_FIELDS,
+    VERDICT_FIELDS,
     FormRefusal,
     Values,
     action_item_draft,
@@ -47,6 +50,8 @@ from services.review.web.forms import (
     base_of,
     field_name,
     item_values,
+    manual_verdict,
+    plan_values,
     posted_sections,
     posted_values,
     section_edit,
@@ -56,7 +61,7 @@ from services.review.web.forms import (
 from services.review.web.pages import Pages
 from services.review.web.signed_in import SignedIn, must_have
 
-SECTIONS, TIMELINE, NEW_ITEM, MOVE = "sections", "timeline", "new-item", "move"
+SECTIONS, TIMELINE, NEW_ITEM, MOVE, VERDICT = "sections", "timeline", "new-item", "move", "verdict"
 EMPTY_ITEM: Values = {
     "title": "",
     "description": "",
@@ -67,7 +72,9 @@ EMPTY_ITEM: Values = {
     "status": "open",
     "status_reason": "",
     "ticket_url": "",
+    **plan_values(None),
 }
+EMPTY_VERDICT: Values = {"verdict": "", "evidence": "", "links": ""}
 
 # Where each section the workflow names is shown on the page: a refused approval's reasons go next to these fields.
 SECTION_FIELDS = {
@@ -206,6 +213,7 @@ class ReviewPage:
         router.add_api_route("/timeline", self.add_timeline_entry, methods=["POST"])
         router.add_api_route("/action-items", self.add_action_item, methods=["POST"])
         router.add_api_route("/action-items/{item_id}", self.update_action_item, methods=["POST"])
+        router.add_api_route("/action-items/{item_id}/verdict", self.record_verdict, methods=["POST"])
         router.add_api_route("/move", self.move, methods=["POST"])
         return router
 
@@ -215,7 +223,7 @@ class ReviewPage:
         if review is None:
             return self._not_found(request, user, review_id)
         notice = Notice("saved", "Saved.") if saved else None
-        return self._draw(request, user, review, {}, notice)
+        return await self._draw(request, user, review, {}, notice)
 
     async def save_sections(self, request: Request, review_id: str) -> Response:
         user, form = await self.signed_in.writer(request)
@@ -253,6 +261,19 @@ class ReviewPage:
         async def save(version: int) -> None:
             edit = action_item_edit(attempt.mine, attempt.read)
             await self.service.update_action_item(review_id, item_id, version, edit, user.name)
+
+        return await self._save(attempt, save)
+
+    async def record_verdict(self, request: Request, review_id: str, item_id: str) -> Response:
+        """A verifier's verdict on a done item with a manual verification; the service decides who may."""
+        user, form = await self.signed_in.writer(request)
+        mine = posted_values(form, VERDICT_FIELDS)
+        attempt = Attempt(request, user, review_id, form, f"{VERDICT}-{item_id}", mine, {})
+
+        async def save(version: int) -> None:
+            admin = user.role.can(Role.ADMIN)
+            verdict = manual_verdict(attempt.mine)
+            await self.service.record_manual_verdict(review_id, item_id, version, verdict, by=user.name, admin=admin)
 
         return await self._save(attempt, save)
 
@@ -307,7 +328,8 @@ class ReviewPage:
                 problems.setdefault(name, []).append(reason)
         verb = "Not moved" if attempt.moving_to is not None else "Not saved"
         notice = Notice("refused", f"{verb}: the service refused it.", tuple(reasons))
-        return await self._again(attempt, {attempt.form_id: state}, notice, 409, problems=problems)
+        status = 403 if isinstance(refusal, NotTheVerifierError) else 409  # as the API answers it
+        return await self._again(attempt, {attempt.form_id: state}, notice, status, problems=problems)
 
     async def _conflict(self, attempt: Attempt, stale: StaleVersionError) -> Response:
         review = await self._review(attempt.review_id)
@@ -326,7 +348,7 @@ class ReviewPage:
             "you changed too, their value is shown beside it. Merge, then save again."
         )
         states = {attempt.form_id: state}
-        return self._draw(attempt.request, attempt.user, review, states, Notice("conflict", message), status=409)
+        return await self._draw(attempt.request, attempt.user, review, states, Notice("conflict", message), status=409)
 
     async def _again(
         self,
@@ -340,7 +362,7 @@ class ReviewPage:
         review = await self._review(attempt.review_id)
         if review is None:
             return self._not_found(attempt.request, attempt.user, attempt.review_id)
-        return self._draw(attempt.request, attempt.user, review, states, notice, status=status, problems=problems)
+        return await self._draw(attempt.request, attempt.user, review, states, notice, status=status, problems=problems)
 
     async def _review(self, review_id: str) -> Review | None:
         try:
@@ -380,7 +402,18 @@ class ReviewPage:
         ]
         return sorted(choices, key=lambda choice: choice.reason_required)
 
-    def _draw(
+    def verdict_forms(self, user: ApiClient, review: Review, states: dict[str, FormState]) -> dict[str, FormState]:
+        """A manual verdict form for each item the service would take a verdict on from this person now."""
+        if not user.role.can(Role.EDITOR):
+            return {}
+        admin = user.role.can(Role.ADMIN)
+        return {
+            item.id: states.get(f"{VERDICT}-{item.id}") or FormState(dict(EMPTY_VERDICT), {}, review.version)
+            for item in review.action_items
+            if self.service.may_record_verdict(review, item.id, by=user.name, admin=admin)
+        }
+
+    async def _draw(
         self,
         request: Request,
         user: ApiClient,
@@ -399,6 +432,7 @@ class ReviewPage:
             for item in review.action_items
         }
         now = self.clock()
+        followup = await self.service.followup_of(review)
         return self.pages.render(
             request,
             "review.html",
@@ -417,6 +451,11 @@ class ReviewPage:
             items=items,
             move_states={key: state for key, state in states.items() if key.startswith(MOVE)},
             moves=self.moves(user, review),
+            followup=followup,
+            verdict_forms=self.verdict_forms(user, review, states),
+            verdicts=list(Verdict),
+            methods=list(VerificationMethod),
+            comparisons=list(Comparison),
             notice=notice,
             problems=problems or {},
             functions=list(ParticipantFunction),
