@@ -12,6 +12,8 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from servicekit.service_settings import ServiceSettings
+
 log = logging.getLogger(__name__)
 
 STARTUP_FAILURE = 3
@@ -120,3 +122,19 @@ def serve(app: Any, *, host: str, port: int, shutdown_timeout_seconds: float, re
     server = _Server(config)
     server.run()
     return 0 if server.started else STARTUP_FAILURE
+
+
+def configure_logging() -> None:
+    """One line per record on stderr, the same in every service."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve_service(app: Any, settings: ServiceSettings) -> int:
+    """``serve`` on the address and with the time limits a service's settings name."""
+    return serve(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        shutdown_timeout_seconds=settings.shutdown_timeout_seconds,
+        read_timeout_seconds=settings.http_read_timeout_seconds,
+    )
