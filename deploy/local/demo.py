@@ -202,7 +202,7 @@ class Remediation:
 REMEDIATIONS = (
     # Review runs throughout the window, so Prometheus' scrapes of it succeed: holds.
     Remediation(
-        "Keep the review API up through deploys (Prometheus scrapes it throughout)",
+        "Keep the review API up through deploys",
         'max_over_time(up{job="lessons-review"}[$window])',
         ">=",
         1,
@@ -210,7 +210,7 @@ REMEDIATIONS = (
     ),
     # The demo itself sends a truncated payload that ingest dead-letters (counted since ingest started): fails.
     Remediation(
-        "Stop tools sending malformed payloads (ingest dead-letters none)",
+        "Stop tools sending malformed payloads",
         'sum(max_over_time(lessons_dlq_messages_total{job="lessons-ingest"}[$window]))',
         "<",
         1,
@@ -222,7 +222,6 @@ REMEDIATIONS = (
 @dataclass(frozen=True)
 class Verifying:
     review_id: str
-    incident_key: str
     items: dict[str, Remediation]  # action item id -> what it promised
     done_at: float  # time.monotonic() when the items were done
 
@@ -241,14 +240,14 @@ def writer_token() -> str | None:
     return None
 
 
-def metric_total(url: str, name: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=5).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    )
+def prometheus_value(prometheus: str, expression: str) -> float | None:
+    """The expression's one value now, or None (no answer, nothing selected, several series)."""
+    try:
+        answer = httpx.post(f"{prometheus}/api/v1/query", data={"query": expression}, timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    result = answer.get("data", {}).get("result", []) if isinstance(answer, dict) else []
+    return float(result[0]["value"][1]) if len(result) == 1 else None
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
@@ -269,7 +268,7 @@ def checked(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def start_verification(client: httpx.Client, reviews: list[dict[str, Any]], ingest: str) -> Verifying | None:
+def start_verification(client: httpx.Client, reviews: list[dict[str, Any]], prometheus: str) -> Verifying | None:
     """Add the two done items to one review and close it, so that a not_effective verdict visibly reopens it."""
     workable = sorted(
         (review for review in reviews if review["status"] in WORKABLE),
@@ -282,8 +281,21 @@ def start_verification(client: httpx.Client, reviews: list[dict[str, Any]], inge
         )
         return None
     review = checked(client.get(f"/reviews/{workable[0]['id']}"))
-    if not wait_until(lambda: metric_total(ingest, "lessons_dlq_messages_total") >= 1, timeout=20):
-        print("  (ingest has dead-lettered nothing yet: the second item may turn out effective)")
+    timing = FollowupSettings().verification_policy().timings[ActionItemPriority.HIGH]
+    window = f"{timing.window.total_seconds():.0f}s"
+    # Wait (bounded) for Prometheus' first scrapes on a fresh stack, so that each item has a baseline when done.
+    asked = time.monotonic()
+    now: dict[str, float | None] = {}
+
+    def scraped() -> bool:
+        now.update({r.title: prometheus_value(prometheus, r.query.replace("$window", window)) for r in REMEDIATIONS})
+        return None not in now.values()
+
+    scraped_in_time = wait_until(scraped, timeout=20)
+    values = ", ".join(_number(value) for value in now.values())
+    print(f"  Prometheus now answers the two expressions with {values} (waited {time.monotonic() - asked:.0f} s)")
+    if not scraped_in_time:
+        print("  (not both answered yet: their baselines will be missing)")
     if review["status"] in ("open", "in_review"):
         review = checked(
             client.patch(
@@ -328,17 +340,14 @@ def start_verification(client: httpx.Client, reviews: list[dict[str, Any]], inge
     print(f"  review of {review['incident_key']} ({review['incident']['severity']}, {review['id']}):")
     for item_id, remediation in items.items():
         print(f"    {item_id} added done: {remediation.title}")
-        print(
-            f"        verification: {remediation.query} {remediation.comparison} {remediation.threshold:g}"
-            f"  (the demo expects {remediation.expected})"
-        )
+        print(f"        verify: {remediation.query} {remediation.comparison} {remediation.threshold:g}")
+        print(f"        (the demo expects {remediation.expected})")
     print(f"    moved {' -> '.join(moves)}")
-    timing = FollowupSettings().verification_policy().timings[ActionItemPriority.HIGH]
     print(
         f"  follow-up judges each item with Prometheus after {timing.stabilisation.total_seconds():g} s to stabilise"
         f" and a {timing.window.total_seconds():g} s window (the demo's FOLLOWUP_VERIFICATION_TIMINGS); verdicts below"
     )
-    return Verifying(review["id"], review["incident_key"], items, done_at)
+    return Verifying(review["id"], items, done_at)
 
 
 def _when(moment: str | None) -> str:
@@ -417,19 +426,18 @@ def show_reopening(review: dict[str, Any]) -> None:
         print("      it needs a new action item before it can be closed again")
 
 
-def begin_verification(
-    review: str, ingest: str, reviews: list[dict[str, Any]]
-) -> tuple[httpx.Client, Verifying | None]:
+def begin_verification(review: str, reviews: list[dict[str, Any]]) -> tuple[httpx.Client, Verifying | None]:
     token = writer_token()
     writer = httpx.Client(base_url=review, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     print("\nVerified remediation (two done action items with metric verifications, then the review closed):")
-    if not os.environ.get("FOLLOWUP_PROMETHEUS_URL"):
+    prometheus = os.environ.get("FOLLOWUP_PROMETHEUS_URL", "").rstrip("/")
+    if not prometheus:
         print("  skipped: no Prometheus (install Debian's prometheus; the stack then runs it)")
         return writer, None
     if token is None:
         print("  skipped: REVIEW_API_TOKENS holds no editor or admin token")
         return writer, None
-    return writer, start_verification(writer, reviews, ingest)
+    return writer, start_verification(writer, reviews, prometheus)
 
 
 def main() -> int:
@@ -465,7 +473,7 @@ def main() -> int:
             f"  {item['incident_key']:<46} {item['incident']['severity']:<9} {item['status']:<13} {due:<11} "
             f"{item['incident']['title']}"
         )
-    writer, verifying = begin_verification(review, ingest, reviews)
+    writer, verifying = begin_verification(review, reviews)
     dead = asyncio.run(dead_letter_reasons(bootstrap, f"{raw_topic}.dlq", started))
     print(f"\nRecords in {raw_topic}.dlq, kept with their reason for repair and replay ({len(dead)} from this run):")
     print("\n".join(f"  {reason}" for reason in dead) or "  (none)")
@@ -482,11 +490,11 @@ def main() -> int:
     maildir = os.environ.get("DEMO_MAILDIR")
     if maildir:
         show_mail(mailed(Path(maildir), settle=3.0))
+    verified = show_verdicts(writer, verifying, args.verification_timeout) if verifying is not None else True
     notify = f"http://127.0.0.1:{os.environ.get('NOTIFY_HTTP_PORT', '8084')}"
     for name, url in (("ingest", ingest), ("review", review), ("follow-up", followup), ("notify", notify)):
         print(f"\n{name} metrics ({url}/metrics, lessons_* only):")
         print("\n".join(lessons_metrics(url)) or "  (none yet)")
-    verified = show_verdicts(writer, verifying, args.verification_timeout) if verifying is not None else True
     print(f"\nReview API: {review}/docs   one record: {review}/reviews/<id>")
     return 0 if len(reviews) == len(keys) and verified else 1
 
