@@ -276,9 +276,7 @@ def start_verification(client: httpx.Client, reviews: list[dict[str, Any]], prom
     )
     if not workable:
         print("  no review of this run can still be closed (earlier runs closed them): skipped")
-        print(
-            "  (start from fresh data: deploy/local/stack down, then remove LOCAL_STACK_DATA_DIR or deploy/local/.data)"
-        )
+        print("  (start from fresh data: deploy/local/stack down --purge)")
         return None
     review = checked(client.get(f"/reviews/{workable[0]['id']}"))
     timing = FollowupSettings().verification_policy().timings[ActionItemPriority.HIGH]
@@ -292,10 +290,12 @@ def start_verification(client: httpx.Client, reviews: list[dict[str, Any]], prom
         return None not in now.values()
 
     scraped_in_time = wait_until(scraped, timeout=20)
-    values = ", ".join(_number(value) for value in now.values())
-    print(f"  Prometheus now answers the two expressions with {values} (waited {time.monotonic() - asked:.0f} s)")
-    if not scraped_in_time:
-        print("  (not both answered yet: their baselines will be missing)")
+    values = " and ".join(_number(value) for value in now.values())
+    waited = f"waited {time.monotonic() - asked:.0f} s for its scrapes"
+    if scraped_in_time:
+        print(f"  Prometheus answers both expressions already ({values} now; {waited})")
+    else:
+        print(f"  Prometheus does not answer both expressions yet ({values}; {waited}): a baseline may be missing")
     if review["status"] in ("open", "in_review"):
         review = checked(
             client.patch(
