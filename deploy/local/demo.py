@@ -393,7 +393,7 @@ def show_verdicts(client: httpx.Client, verifying: Verifying, timeout: float) ->
             continue
         expected &= result["verdict"] == remediation.expected
         show_evidence(item_id, remediation, result)
-    show_reopening(review)
+    show_reopening(review, set(verifying.items))
     if not expected:
         followup_view = f"{client.base_url}/reviews/{verifying.review_id}/followup"
         print(f"  (not what the demo expected; see follow-up's log and {followup_view})")
@@ -413,9 +413,10 @@ def show_evidence(item_id: str, remediation: Remediation, result: dict[str, Any]
     print(f"      detail      {evidence.get('detail')}")
 
 
-def show_reopening(review: dict[str, Any]) -> None:
+def show_reopening(review: dict[str, Any], item_ids: set[str]) -> None:
     reopening = review.get("reopening")
-    if not reopening:
+    # An earlier run's reopening stays on the record, settled when that run closed the review again.
+    if not reopening or reopening.get("settled_at") or not item_ids & set(reopening["action_item_ids"]):
         print(f"  review of {review['incident_key']} not reopened (status {review['status']})")
         return
     history = review.get("status_history") or []
