@@ -6,6 +6,11 @@ to Kafka would; the files under ``deploy/local/webhook-samples/pagerduty/`` are 
 signed with the secret ``scripts/demo`` generated for this run, and once more with a forged signature. Then the
 reviews opened, the records dead-lettered, the follow-up events, the messages notify mailed (to the SMTP catcher's
 Maildir, ``DEMO_MAILDIR``) and the metrics are shown.
+
+When the stack runs Prometheus, one review also gets two done action items with metric verifications (through the
+review API, with the run's editor or admin token from ``REVIEW_API_TOKENS``) and is closed: follow-up judges one
+effective and one not (on the short timings ``scripts/demo`` gives it), review records both verdicts and reopens the
+review, and the verdicts are shown with their evidence.
 """
 
 import argparse
@@ -18,6 +23,8 @@ import mailbox
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
@@ -28,6 +35,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas import ActionItemPriority
+from services.followup.settings import FollowupSettings
 from services.ingest.domain.outcome import Accepted, RawIncident
 from services.ingest.settings import IngestSettings
 from services.ingest.sources import normalise
@@ -170,9 +179,274 @@ def lessons_metrics(url: str) -> list[str]:
     ]
 
 
+# Verified remediation: two done action items whose metric verifications Prometheus answers from the services' own
+# scrapes (the stack's jobs are lessons-ingest, lessons-review, lessons-followup).
+DEMO_REVIEW = "generic:INC-1001"  # the checkout incident: critical, so approval needs a measurable verification
+WORKABLE = ("open", "in_review", "approved", "published")  # statuses the demo can walk to closed
+WORKFLOW = ("open", "in_review", "approved", "published", "closed")
+FINAL_VERDICTS = ("effective", "not_effective")
+
+
+@dataclass(frozen=True)
+class Remediation:
+    title: str
+    query: str
+    comparison: str
+    threshold: float
+    expected: str  # the verdict the demo shows
+
+    def plan(self) -> dict[str, Any]:
+        return {"method": "metric", "query": self.query, "comparison": self.comparison, "threshold": self.threshold}
+
+
+REMEDIATIONS = (
+    # Review runs throughout the window, so Prometheus' scrapes of it succeed: holds.
+    Remediation(
+        "Keep the review API up through deploys",
+        'max_over_time(up{job="lessons-review"}[$window])',
+        ">=",
+        1,
+        "effective",
+    ),
+    # The demo itself sends a truncated payload that ingest dead-letters (counted since ingest started): fails.
+    Remediation(
+        "Stop tools sending malformed payloads",
+        'sum(max_over_time(lessons_dlq_messages_total{job="lessons-ingest"}[$window]))',
+        "<",
+        1,
+        "not_effective",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Verifying:
+    review_id: str
+    items: dict[str, Remediation]  # action item id -> what it promised
+    done_at: float  # time.monotonic() when the items were done
+
+
+def writer_token() -> str | None:
+    """An editor or admin token from REVIEW_API_TOKENS (scripts/demo makes an admin one for the run)."""
+    try:
+        tokens = json.loads(os.environ.get("REVIEW_API_TOKENS") or "{}")
+    except ValueError:
+        return None
+    if not isinstance(tokens, dict):
+        return None
+    for token, client in tokens.items():
+        if isinstance(client, dict) and client.get("role") in ("editor", "admin"):
+            return str(token)
+    return None
+
+
+def prometheus_value(prometheus: str, expression: str) -> float | None:
+    """The expression's one value now, or None (no answer, nothing selected, several series)."""
+    try:
+        answer = httpx.post(f"{prometheus}/api/v1/query", data={"query": expression}, timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    result = answer.get("data", {}).get("result", []) if isinstance(answer, dict) else []
+    return float(result[0]["value"][1]) if len(result) == 1 else None
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def checked(response: httpx.Response) -> dict[str, Any]:
+    if response.is_error:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}"
+        )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def start_verification(client: httpx.Client, reviews: list[dict[str, Any]], prometheus: str) -> Verifying | None:
+    """Add the two done items to one review and close it, so that a not_effective verdict visibly reopens it."""
+    workable = sorted(
+        (review for review in reviews if review["status"] in WORKABLE),
+        key=lambda review: (review["incident_key"] != DEMO_REVIEW, review["incident"]["severity"] != "critical"),
+    )
+    if not workable:
+        print("  no review of this run can still be closed (earlier runs closed them): skipped")
+        print("  (start from fresh data: deploy/local/stack down --purge)")
+        return None
+    review = checked(client.get(f"/reviews/{workable[0]['id']}"))
+    timing = FollowupSettings().verification_policy().timings[ActionItemPriority.HIGH]
+    window = f"{timing.window.total_seconds():.0f}s"
+    # Wait (bounded) for Prometheus' first scrapes on a fresh stack, so that each item has a baseline when done.
+    asked = time.monotonic()
+    now: dict[str, float | None] = {}
+
+    def scraped() -> bool:
+        now.update({r.title: prometheus_value(prometheus, r.query.replace("$window", window)) for r in REMEDIATIONS})
+        return None not in now.values()
+
+    scraped_in_time = wait_until(scraped, timeout=20)
+    values = " and ".join(_number(value) for value in now.values())
+    waited = f"waited {time.monotonic() - asked:.0f} s for its scrapes"
+    if scraped_in_time:
+        print(f"  Prometheus answers both expressions already ({values} now; {waited})")
+    else:
+        print(f"  Prometheus does not answer both expressions yet ({values}; {waited}): a baseline may be missing")
+    if review["status"] in ("open", "in_review"):
+        review = checked(
+            client.patch(
+                f"/reviews/{review['id']}",
+                json={
+                    "version": review["version"],
+                    "owner": "pat",
+                    "analysis": {"what_went_wrong": ["A release lowered the connection pool limit"]},
+                    "contributing_factors": [
+                        {"category": "technology", "description": "The pool size came from a stale default"}
+                    ],
+                    "recommendations": ["Verify every remediation against the metrics"],
+                },
+            )
+        )
+    items: dict[str, Remediation] = {}
+    for remediation in REMEDIATIONS:
+        before = {item["id"] for item in review["action_items"]}
+        review = checked(
+            client.post(
+                f"/reviews/{review['id']}/action-items",
+                json={
+                    "version": review["version"],
+                    "title": remediation.title,
+                    "owner": "pat",
+                    "priority": ActionItemPriority.HIGH.value,
+                    "category": "monitoring_alerting",
+                    "status": "done",
+                    "verification": remediation.plan(),
+                },
+            )
+        )
+        (item_id,) = {item["id"] for item in review["action_items"]} - before
+        items[item_id] = remediation
+    done_at = time.monotonic()
+    moves = [review["status"]]
+    for to in WORKFLOW[WORKFLOW.index(review["status"]) + 1 :]:
+        review = checked(
+            client.post(f"/reviews/{review['id']}/transitions", json={"version": review["version"], "to": to})
+        )
+        moves.append(to)
+    print(f"  review of {review['incident_key']} ({review['incident']['severity']}, {review['id']}):")
+    for item_id, remediation in items.items():
+        print(f"    {item_id} added done: {remediation.title}")
+        print(f"        verify: {remediation.query} {remediation.comparison} {remediation.threshold:g}")
+        print(f"        (the demo expects {remediation.expected})")
+    print(f"    moved {' -> '.join(moves)}")
+    print(
+        f"  follow-up judges each item with Prometheus after {timing.stabilisation.total_seconds():g} s to stabilise"
+        f" and a {timing.window.total_seconds():g} s window (the demo's FOLLOWUP_VERIFICATION_TIMINGS); verdicts below"
+    )
+    return Verifying(review["id"], items, done_at)
+
+
+def _when(moment: str | None) -> str:
+    return "-" if moment is None else datetime.fromisoformat(moment).strftime("%H:%M:%S")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def show_verdicts(client: httpx.Client, verifying: Verifying, timeout: float) -> bool:
+    """Wait (bounded) until review recorded a final verdict on both items, then show them with their evidence."""
+
+    def current() -> dict[str, Any]:
+        return checked(client.get(f"/reviews/{verifying.review_id}"))
+
+    def final(review: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {
+            item["id"]: item["verification_result"]
+            for item in review["action_items"]
+            if item["id"] in verifying.items
+            and (item.get("verification_result") or {}).get("verdict") in FINAL_VERDICTS
+        }
+
+    deadline = verifying.done_at + timeout
+    review = current()
+    while len(final(review)) < len(verifying.items) and time.monotonic() < deadline:
+        time.sleep(1)
+        review = current()
+    results = final(review)
+    waited = time.monotonic() - verifying.done_at
+    count = f"{len(results)} of {len(verifying.items)}"
+    print(f"\nRemediation verdicts review recorded ({count}, {waited:.0f} s after the items were done):")
+    expected = True
+    for item_id, remediation in verifying.items.items():
+        result = results.get(item_id)
+        if result is None:
+            expected = False
+            attempts = checked(client.get(f"/reviews/{verifying.review_id}/followup")).get("verification_attempts", [])
+            last = [attempt for attempt in attempts if attempt["action_item_id"] == item_id][-1:]
+            why = f"last attempt {last[0]['verdict']}: {last[0]['detail']}" if last else "no attempt reported yet"
+            print(f"  {item_id} {remediation.title}: no final verdict within {timeout:.0f} s ({why})")
+            continue
+        expected &= result["verdict"] == remediation.expected
+        show_evidence(item_id, remediation, result)
+    show_reopening(review, set(verifying.items))
+    if not expected:
+        followup_view = f"{client.base_url}/reviews/{verifying.review_id}/followup"
+        print(f"  (not what the demo expected; see follow-up's log and {followup_view})")
+    return expected
+
+
+def show_evidence(item_id: str, remediation: Remediation, result: dict[str, Any]) -> None:
+    evidence = result["evidence"]
+    asked = f"{evidence.get('expression')} {evidence.get('comparison')} {_number(evidence.get('threshold'))}"
+    judged = f"{evidence['judged_by']} at {_when(evidence['judged_at'])} UTC, attempt {result.get('attempt')}"
+    print(f"  {item_id} {remediation.title}: {result['verdict'].upper()}")
+    print(f"      expression  {asked}")
+    print(f"      window      {_when(evidence.get('window_start'))} -> {_when(evidence.get('window_end'))} UTC")
+    print(f"      baseline    {_number(evidence.get('baseline'))} (when done)")
+    print(f"      observed    {_number(evidence.get('observed'))} (at the window's end)")
+    print(f"      judged by   {judged}; recorded by {result['recorded_by']} at {_when(result['recorded_at'])} UTC")
+    print(f"      detail      {evidence.get('detail')}")
+
+
+def show_reopening(review: dict[str, Any], item_ids: set[str]) -> None:
+    reopening = review.get("reopening")
+    # An earlier run's reopening stays on the record, settled when that run closed the review again.
+    if not reopening or reopening.get("settled_at") or not item_ids & set(reopening["action_item_ids"]):
+        print(f"  review of {review['incident_key']} not reopened (status {review['status']})")
+        return
+    history = review.get("status_history") or []
+    moved = history[-1] if history and history[-1]["from_status"] == "closed" else None
+    how = f"{moved['from_status']} -> {moved['to_status']}" if moved else f"now {review['status']}"
+    print(f"  review of {review['incident_key']} REOPENED ({how}): {reopening['reason']}")
+    if reopening.get("new_action_item_required"):
+        print("      it needs a new action item before it can be closed again")
+
+
+def begin_verification(review: str, reviews: list[dict[str, Any]]) -> tuple[httpx.Client, Verifying | None]:
+    token = writer_token()
+    writer = httpx.Client(base_url=review, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    print("\nVerified remediation (two done action items with metric verifications, then the review closed):")
+    prometheus = os.environ.get("FOLLOWUP_PROMETHEUS_URL", "").rstrip("/")
+    if not prometheus:
+        print("  skipped: no Prometheus (install Debian's prometheus; the stack then runs it)")
+        return writer, None
+    if token is None:
+        print("  skipped: REVIEW_API_TOKENS holds no editor or admin token")
+        return writer, None
+    return writer, start_verification(writer, reviews, prometheus)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--verification-timeout", type=float, default=90.0, help="seconds after the items are done to await verdicts"
+    )
     args = parser.parse_args()
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     ingest = f"http://127.0.0.1:{os.environ.get('INGEST_HTTP_PORT', '8081')}"
@@ -200,6 +474,7 @@ def main() -> int:
             f"  {item['incident_key']:<46} {item['incident']['severity']:<9} {item['status']:<13} {due:<11} "
             f"{item['incident']['title']}"
         )
+    writer, verifying = begin_verification(review, reviews)
     dead = asyncio.run(dead_letter_reasons(bootstrap, f"{raw_topic}.dlq", started))
     print(f"\nRecords in {raw_topic}.dlq, kept with their reason for repair and replay ({len(dead)} from this run):")
     print("\n".join(f"  {reason}" for reason in dead) or "  (none)")
@@ -216,12 +491,13 @@ def main() -> int:
     maildir = os.environ.get("DEMO_MAILDIR")
     if maildir:
         show_mail(mailed(Path(maildir), settle=3.0))
+    verified = show_verdicts(writer, verifying, args.verification_timeout) if verifying is not None else True
     notify = f"http://127.0.0.1:{os.environ.get('NOTIFY_HTTP_PORT', '8084')}"
     for name, url in (("ingest", ingest), ("review", review), ("follow-up", followup), ("notify", notify)):
         print(f"\n{name} metrics ({url}/metrics, lessons_* only):")
         print("\n".join(lessons_metrics(url)) or "  (none yet)")
     print(f"\nReview API: {review}/docs   one record: {review}/reviews/<id>")
-    return 0 if len(reviews) == len(keys) else 1
+    return 0 if len(reviews) == len(keys) and verified else 1
 
 
 if __name__ == "__main__":
