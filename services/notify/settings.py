@@ -103,7 +103,10 @@ class NotifySettings(ServiceSettings):
 
     @property
     def link_base(self) -> str:
-        return self.review_ui_base_url or self.review_api_base_url
+        """Where a review's link points: its web UI page when the UI's address is known, else its API resource."""
+        if self.review_ui_base_url:
+            return f"{self.review_ui_base_url.rstrip('/')}/review"
+        return f"{self.review_api_base_url.rstrip('/')}/reviews"
 
     @property
     def channels(self) -> frozenset[ChannelName]:

@@ -82,9 +82,9 @@ _templates = Environment(
 )
 
 
-def review_link(base_url: str, review_id: str) -> str:
-    """``<base>/reviews/<id>``: the UI page when a UI base is configured, else the API resource."""
-    return f"{base_url.rstrip('/')}/reviews/{quote(review_id, safe='')}"
+def review_link(link_base: str, review_id: str) -> str:
+    """``<link_base>/<id>``, where ``link_base`` is where reviews live: ``<ui>/review`` or ``<api>/reviews``."""
+    return f"{link_base.rstrip('/')}/{quote(review_id, safe='')}"
 
 
 def one_line(value: str, limit: int = FIELD_CHARS) -> str:

@@ -17,12 +17,12 @@ from tests.unit.notify.builders import notice_of, reminder
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
-LINK = "https://lessons.example.org/reviews/r-1"
+LINK = "https://lessons.example.org/review/r-1"
 
 
 def message() -> Message:
     return render(
-        [item(notice_of(reminder("alice")), "You are this action item's owner.", "https://lessons.example.org")]
+        [item(notice_of(reminder("alice")), "You are this action item's owner.", "https://lessons.example.org/review")]
     )
 
 

@@ -31,7 +31,7 @@ def replica(messages: MessageRepository, port: int) -> Dispatcher:
         chat=ChatSender({}, {}, timeout_seconds=1),
         dead_letters={},
         metrics=NotifyMetrics.create(),
-        link_base="https://lessons.example.org",
+        link_base="https://lessons.example.org/review",
         lease=timedelta(minutes=2),
         retry=RetryPolicy(3, timedelta(seconds=1), timedelta(seconds=1)),
         batch_size=100,

@@ -69,7 +69,7 @@ async def test_a_reminder_reaches_its_owner_once_by_email_and_chat_even_redelive
     assert mail.recipients == ("alice@example.org",)
     plain = mail.message.get_body(("plain",))
     assert plain is not None
-    assert "https://lessons.example.org/reviews/r-1" in plain.get_content()
+    assert "https://lessons.example.org/review/r-1" in plain.get_content()
     assert "You are this action item's owner." in plain.get_content()
     assert post.body["text"].startswith("<@U0ALICE> ")
 
@@ -233,7 +233,7 @@ async def test_a_digest_groups_one_persons_reminders_of_a_period(servers: Server
     text = mail.message.get_body(("plain",))
     assert text is not None
     for n in (1, 2, 3):
-        assert f"https://lessons.example.org/reviews/r-{n}" in text.get_content()
+        assert f"https://lessons.example.org/review/r-{n}" in text.get_content()
 
 
 async def test_a_record_that_is_no_event_is_dead_lettered(servers: Servers, unique: str, tmp_path: Path) -> None:

@@ -6,13 +6,13 @@ from services.notify.domain.chat_formats import mattermost_payload, slack_payloa
 from services.notify.domain.rendering import item, render, review_link
 from tests.unit.notify.builders import escalated, notice_of, overdue, reminder
 
-BASE = "https://lessons.example.org/ui"
+BASE = "https://lessons.example.org/ui/review"
 
 
 def test_a_message_links_to_the_review_and_says_why() -> None:
     message = render([item(notice_of(reminder("alice")), "You are this action item's owner.", BASE)])
     assert message.subject == "Reminder: action item “Add a latency alert” is due 2026-12-02 09:00 UTC"
-    link = "https://lessons.example.org/ui/reviews/r-1"
+    link = "https://lessons.example.org/ui/review/r-1"
     for body in (message.text, message.html):
         assert link in body
         assert "You are this action item&#39;s owner." in body or "You are this action item's owner." in body
@@ -27,7 +27,7 @@ def test_html_escapes_event_text() -> None:
 
 
 def test_review_ids_are_quoted_in_links() -> None:
-    assert review_link("http://127.0.0.1:8082/", "a b/c") == "http://127.0.0.1:8082/reviews/a%20b%2Fc"
+    assert review_link("http://127.0.0.1:8082/reviews/", "a b/c") == "http://127.0.0.1:8082/reviews/a%20b%2Fc"
 
 
 def test_a_subject_has_no_line_breaks() -> None:
@@ -43,7 +43,7 @@ def test_a_digest_is_one_message_with_every_reminder() -> None:
     assert message.is_digest
     assert message.subject.startswith("3 reminders: ")
     for n in (1, 2, 3):
-        assert f"{BASE}/reviews/r-{n}" in message.text
+        assert f"{BASE}/r-{n}" in message.text
         assert f"Overdue: action item “Item {n}”" in message.html
 
 
@@ -57,7 +57,7 @@ def test_slack_payload_follows_block_kit_and_escapes_markup() -> None:
     assert section["type"] == "mrkdwn"
     assert "&lt;!channel&gt; &amp; friends" in section["text"]
     assert "<!channel>" not in json.dumps(payload)
-    assert f"<{BASE}/reviews/r-1|Open the review>" in section["text"]
+    assert f"<{BASE}/r-1|Open the review>" in section["text"]
     assert "Why: Escalation level 1" in payload["blocks"][2]["elements"][0]["text"]
 
 
@@ -72,7 +72,7 @@ def test_teams_payload_is_an_adaptive_card_message() -> None:
     kinds = [element["type"] for element in card["body"]]
     assert kinds == ["TextBlock", "TextBlock", "FactSet", "TextBlock", "ActionSet"]
     (action,) = card["body"][4]["actions"]
-    assert action == {"type": "Action.OpenUrl", "title": "Open the review", "url": f"{BASE}/reviews/r-1"}
+    assert action == {"type": "Action.OpenUrl", "title": "Open the review", "url": f"{BASE}/r-1"}
 
 
 def test_mattermost_payload_is_slack_text_with_a_markdown_link() -> None:
@@ -80,4 +80,4 @@ def test_mattermost_payload_is_slack_text_with_a_markdown_link() -> None:
     payload = mattermost_payload(message, "@alice")
     assert set(payload) == {"text"}
     assert payload["text"].startswith("@alice **Reminder")
-    assert f"[Open the review]({BASE}/reviews/r-1)" in payload["text"]
+    assert f"[Open the review]({BASE}/r-1)" in payload["text"]
