@@ -290,10 +290,11 @@ class Review(BaseModel):
         number = timeline_number(self.timeline)
         numbered = []
         for entry in self.timeline:
-            if not entry.id:
+            if entry.id:
+                numbered.append(entry)
+            else:
                 number += 1
-                entry = entry.model_copy(update={"id": f"T-{number}"})
-            numbered.append(entry)
+                numbered.append(entry.model_copy(update={"id": f"T-{number}"}))
         self.timeline = numbered
         return self
 

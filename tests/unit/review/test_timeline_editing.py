@@ -1,4 +1,4 @@
-"""Timeline entries people added can be changed and removed; imported ones are the tool's record and stay as they are."""
+"""Timeline entries people added can be changed and removed; imported ones are the tool's record: read-only."""
 
 from datetime import UTC, datetime, timedelta
 
