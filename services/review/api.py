@@ -16,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas import ReviewStatus, Severity
 from services.review.access import API_PREFIX, Access, role_for_move
 from services.review.auth import ApiTokens, Caller, Role
-from services.review.domain.editing import ActionItemDraft, ActionItemEdit, Reason, SectionEdit, TimelineEntryDraft
+from services.review.domain.editing import (
+    ActionItemDraft,
+    ActionItemEdit,
+    Reason,
+    SectionEdit,
+    TimelineEntryDraft,
+    TimelineEntryEdit,
+)
 from services.review.domain.followup_view import FollowupView
 from services.review.domain.record import Review
 from services.review.domain.verification import ManualVerdict
@@ -79,6 +86,10 @@ class TimelineEntryRequest(TimelineEntryDraft, Versioned):
     pass
 
 
+class TimelineEntryEditRequest(TimelineEntryEdit, Versioned):
+    pass
+
+
 class ActionItemRequest(ActionItemDraft, Versioned):
     pass
 
@@ -110,6 +121,7 @@ def _domain_edit(body: Versioned, model: type[Edit]) -> Edit:
 
 
 ReviewIdPath = Annotated[str, Path(min_length=1, max_length=100, description="The review's id")]
+EntryIdPath = Annotated[str, Path(min_length=1, max_length=20, description='The timeline entry\'s id: "T-3"')]
 IfMatch = Annotated[
     str | None,
     Header(
@@ -123,6 +135,12 @@ IfMatch = Annotated[
         examples=['"3"'],
     ),
 ]
+
+
+TIMELINE_ENTRY_ERRORS = {
+    **WRITE_ERRORS,
+    404: problem_doc("No such review, or no such timeline entry in it (code unknown_timeline_entry)"),
+}
 
 
 def _answer(response: Response, review: Review) -> Review:
@@ -248,6 +266,36 @@ def _write_routes(router: APIRouter, service: ReviewService, editor: Any) -> Non
         version = read_version(if_match, body.version)
         entry = _domain_edit(body, TimelineEntryDraft)
         return _answer(response, await service.add_timeline_entry(review_id, version, entry, who.name))
+
+    @router.patch("/{review_id}/timeline/{entry_id}", response_model=Review, responses=TIMELINE_ENTRY_ERRORS)
+    async def edit_timeline_entry(
+        *,
+        review_id: ReviewIdPath,
+        entry_id: EntryIdPath,
+        body: TimelineEntryEditRequest,
+        response: Response,
+        who: Annotated[Caller, editor],
+        if_match: IfMatch = None,
+    ) -> Review:
+        """Change a timeline entry people added (fields left out stay as they are); an imported one is refused with
+        409, code ``imported_timeline_entry``."""
+        version = read_version(if_match, body.version)
+        edit = _domain_edit(body, TimelineEntryEdit)
+        return _answer(response, await service.edit_timeline_entry(review_id, entry_id, version, edit, who.name))
+
+    @router.delete("/{review_id}/timeline/{entry_id}", response_model=Review, responses=TIMELINE_ENTRY_ERRORS)
+    async def remove_timeline_entry(
+        *,
+        review_id: ReviewIdPath,
+        entry_id: EntryIdPath,
+        response: Response,
+        who: Annotated[Caller, editor],
+        if_match: IfMatch = None,
+    ) -> Review:
+        """Remove a timeline entry people added; the version read goes in ``If-Match``. An imported entry is refused
+        with 409, code ``imported_timeline_entry``."""
+        version = read_version(if_match, None)
+        return _answer(response, await service.remove_timeline_entry(review_id, entry_id, version, who.name))
 
     @router.post("/{review_id}/action-items", response_model=Review, status_code=201, responses=WRITE_ERRORS)
     async def add_action_item(

@@ -13,7 +13,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servicekit.failures import is_outage
 from services.review.domain.limits import RecordLimitError
-from services.review.domain.refusals import InvalidEditError, ReviewRefusedError, UnknownActionItemError
+from services.review.domain.refusals import (
+    InvalidEditError,
+    ReviewRefusedError,
+    UnknownActionItemError,
+    UnknownTimelineEntryError,
+)
 from services.review.domain.verification import NotTheVerifierError
 from services.review.ports import ReviewNotFoundError, StaleVersionError
 
@@ -67,7 +72,10 @@ READ_ERRORS: dict[int | str, dict[str, Any]] = {**AUTH_ERRORS, 404: problem_doc(
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **READ_ERRORS,
     400: {"model": BadRequest, "description": "The body could not be parsed as JSON"},
-    409: problem_doc("Stale version (code stale_version, with current_version), or the workflow refuses the change"),
+    409: problem_doc(
+        "Stale version (code stale_version, with current_version), or the workflow refuses the change (e.g. code "
+        "imported_timeline_entry: a timeline entry imported from the incident tool is read-only)"
+    ),
     413: problem_doc(
         "The body is larger than REVIEW_MAX_BODY_BYTES (code body_too_large), or the change would make the review "
         "larger than a review may be (code record_limit_exceeded; limit names which)"
@@ -128,7 +136,7 @@ def _domain_refusal(refusal: ReviewRefusedError) -> ApiProblemError:
     match refusal:
         case RecordLimitError():
             return ApiProblemError(413, refusal.code, refusal.message, limit=refusal.limit, maximum=refusal.maximum)
-        case UnknownActionItemError():
+        case UnknownActionItemError() | UnknownTimelineEntryError():
             return ApiProblemError(404, refusal.code, refusal.message)
         case NotTheVerifierError():
             return ApiProblemError(403, refusal.code, refusal.message)

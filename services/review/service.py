@@ -17,9 +17,12 @@ from services.review.domain.editing import (
     ActionItemEdit,
     SectionEdit,
     TimelineEntryDraft,
+    TimelineEntryEdit,
     add_action_item,
     add_timeline_entry,
     edit_sections,
+    edit_timeline_entry,
+    remove_timeline_entry,
     update_action_item,
 )
 from services.review.domain.followup_view import FollowupView, followup_of
@@ -207,6 +210,18 @@ class ReviewService:
     ) -> Review:
         review = await self._current(review_id, read_version)
         edited, event = add_timeline_entry(review, entry, by=by, now=self._now())
+        return await self._store(edited, read_version, event)
+
+    async def edit_timeline_entry(
+        self, review_id: str, entry_id: str, read_version: int, edit: TimelineEntryEdit, by: str | None
+    ) -> Review:
+        review = await self._current(review_id, read_version)
+        change = edit_timeline_entry(review, entry_id, edit, by=by, now=self._now())
+        return review if change is None else await self._store(change[0], read_version, change[1])
+
+    async def remove_timeline_entry(self, review_id: str, entry_id: str, read_version: int, by: str | None) -> Review:
+        review = await self._current(review_id, read_version)
+        edited, event = remove_timeline_entry(review, entry_id, by=by, now=self._now())
         return await self._store(edited, read_version, event)
 
     async def add_action_item(

@@ -36,8 +36,15 @@ from services.review.domain.record import (
     Statements,
     UtcTime,
     event_id_for,
+    timeline_number,
 )
-from services.review.domain.refusals import InvalidEditError, NotEditableError, UnknownActionItemError
+from services.review.domain.refusals import (
+    ImportedTimelineEntryError,
+    InvalidEditError,
+    NotEditableError,
+    UnknownActionItemError,
+    UnknownTimelineEntryError,
+)
 from services.review.domain.workflow import ACTION_ITEMS_EDITABLE, SECTIONS_EDITABLE
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -79,6 +86,15 @@ class TimelineEntryDraft(Section):
     at: UtcTime
     kind: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     message: str = Field(default="", max_length=LONG_TEXT)
+    actor: Name | None = None
+
+
+class TimelineEntryEdit(Section):
+    """The fields of an added entry to change; ``at`` and ``kind`` cannot be cleared, ``actor`` can."""
+
+    at: UtcTime | None = None
+    kind: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    message: str | None = Field(default=None, max_length=LONG_TEXT)
     actor: Name | None = None
 
 
@@ -188,15 +204,11 @@ def _merged(current: Analysis | Gaps, edit: AnalysisEdit | GapsEdit | None) -> A
     return current.model_copy(update=cleared)
 
 
-def add_timeline_entry(
-    review: Review, draft: TimelineEntryDraft, *, by: str | None, now: datetime
+def _timeline_changed(
+    review: Review, timeline: list[ReviewTimelineEntry], *, by: str | None, now: datetime
 ) -> tuple[Review, ReviewUpdated]:
-    _require_status(review, SECTIONS_EDITABLE, "the timeline")
-    if len(review.timeline) >= MAX_ENTRIES * 5:
-        raise InvalidEditError("timeline", f"a review holds at most {MAX_ENTRIES * 5} timeline entries")
-    entry = ReviewTimelineEntry(**draft.model_dump(), origin="added")
     # Kept in time order; an added entry goes after imported ones at the same moment (sorting is stable).
-    timeline = sorted([*review.timeline, entry], key=lambda item: item.at)
+    timeline = sorted(timeline, key=lambda item: item.at)
     version = review.version + 1
     edited = review.model_copy(update={"timeline": timeline, "version": version, "updated_at": now, "updated_by": by})
     check_within_limits(review, edited)
@@ -210,6 +222,55 @@ def add_timeline_entry(
         due_at=edited.due_at,
     )
     return edited, event
+
+
+def add_timeline_entry(
+    review: Review, draft: TimelineEntryDraft, *, by: str | None, now: datetime
+) -> tuple[Review, ReviewUpdated]:
+    _require_status(review, SECTIONS_EDITABLE, "the timeline")
+    if len(review.timeline) >= MAX_ENTRIES * 5:
+        raise InvalidEditError("timeline", f"a review holds at most {MAX_ENTRIES * 5} timeline entries")
+    entry = ReviewTimelineEntry(id=f"T-{timeline_number(review.timeline) + 1}", **draft.model_dump(), origin="added")
+    return _timeline_changed(review, [*review.timeline, entry], by=by, now=now)
+
+
+def _added_entry(review: Review, entry_id: str) -> ReviewTimelineEntry:
+    entry = review.timeline_entry(entry_id)
+    if entry is None:
+        raise UnknownTimelineEntryError(f"review {review.id} has no timeline entry {entry_id}")
+    _require_status(review, SECTIONS_EDITABLE, "the timeline")
+    if entry.origin == "imported":
+        raise ImportedTimelineEntryError(
+            f"timeline entry {entry_id} was imported from {review.incident.source} and is read-only: only entries "
+            "people added can be changed or removed"
+        )
+    return entry
+
+
+def edit_timeline_entry(
+    review: Review, entry_id: str, edit: TimelineEntryEdit, *, by: str | None, now: datetime
+) -> tuple[Review, ReviewUpdated] | None:
+    """Change an entry a person added; imported entries are refused. None when nothing changes."""
+    entry = _added_entry(review, entry_id)
+    update: dict[str, Any] = {name: getattr(edit, name) for name in edit.model_fields_set}
+    for required in ("at", "kind", "message"):
+        if required in update and update[required] is None:
+            raise InvalidEditError(required, "cannot be cleared")
+    changed = {name: value for name, value in update.items() if getattr(entry, name) != value}
+    if not changed:
+        return None
+    edited = entry.model_copy(update=changed)
+    timeline = [edited if other.id == entry_id else other for other in review.timeline]
+    return _timeline_changed(review, timeline, by=by, now=now)
+
+
+def remove_timeline_entry(
+    review: Review, entry_id: str, *, by: str | None, now: datetime
+) -> tuple[Review, ReviewUpdated]:
+    """Remove an entry a person added; imported entries are refused."""
+    _added_entry(review, entry_id)
+    timeline = [other for other in review.timeline if other.id != entry_id]
+    return _timeline_changed(review, timeline, by=by, now=now)
 
 
 def next_action_item_id(review: Review) -> str:

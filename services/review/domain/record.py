@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID, uuid5
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from schemas import (
     ActionItemCategory,
@@ -109,8 +109,13 @@ class Participant(Section):
 
 
 class ReviewTimelineEntry(Section):
-    """One moment of the incident: ``imported`` from the paging tool, or ``added`` by a reviewer."""
+    """One moment of the incident: ``imported`` from the paging tool (read-only), or ``added`` by a reviewer."""
 
+    id: str = Field(
+        default="",
+        max_length=20,
+        description='"T-1", "T-2", ... within the review; records stored before ids existed get theirs when read',
+    )
     at: UtcTime
     kind: str = Field(min_length=1, max_length=200, description="e.g. triggered, acknowledged, mitigated, note")
     message: str = Field(default="", max_length=LONG_TEXT)
@@ -277,8 +282,33 @@ class Review(BaseModel):
     reopening: Reopening | None = Field(default=None, description="Set when a remediation was verified not effective")
     opened_by_event_id: str
 
+    @model_validator(mode="after")
+    def _timeline_entries_have_ids(self) -> "Review":
+        # Stored before entries had ids: numbered in the order stored, which the version a writer states pins down.
+        if all(entry.id for entry in self.timeline):
+            return self
+        number = timeline_number(self.timeline)
+        numbered = []
+        for entry in self.timeline:
+            if entry.id:
+                numbered.append(entry)
+            else:
+                number += 1
+                numbered.append(entry.model_copy(update={"id": f"T-{number}"}))
+        self.timeline = numbered
+        return self
+
     def action_item(self, item_id: str) -> ActionItem | None:
         return next((item for item in self.action_items if item.id == item_id), None)
+
+    def timeline_entry(self, entry_id: str) -> ReviewTimelineEntry | None:
+        return next((entry for entry in self.timeline if entry.id == entry_id), None)
+
+
+def timeline_number(timeline: list[ReviewTimelineEntry]) -> int:
+    """The highest ``T-<n>`` in use (0 for none): the next entry is numbered one higher."""
+    numbers = [int(entry.id.removeprefix("T-")) for entry in timeline if entry.id.removeprefix("T-").isdecimal()]
+    return max(numbers, default=0)
 
 
 def open_review(incident: IncidentClosed, decision: ReviewDecision, now: datetime) -> tuple[Review, ReviewOpened]:

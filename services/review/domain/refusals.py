@@ -25,6 +25,16 @@ class UnknownActionItemError(ReviewRefusedError):
     code = "unknown_action_item"
 
 
+class UnknownTimelineEntryError(ReviewRefusedError):
+    code = "unknown_timeline_entry"
+
+
+class ImportedTimelineEntryError(ReviewRefusedError):
+    """Entries imported from the incident tool are its record of what happened: read-only."""
+
+    code = "imported_timeline_entry"
+
+
 class InvalidEditError(ReviewRefusedError):
     """The edit is well-formed but makes no sense for this review; ``field`` names the culprit."""
 

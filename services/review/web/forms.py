@@ -16,8 +16,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
 from schemas.verification import VerificationPlan
-from services.review.domain.editing import ActionItemDraft, ActionItemEdit, SectionEdit, TimelineEntryDraft
-from services.review.domain.record import ActionItem, Review
+from services.review.domain.editing import (
+    ActionItemDraft,
+    ActionItemEdit,
+    SectionEdit,
+    TimelineEntryDraft,
+    TimelineEntryEdit,
+)
+from services.review.domain.record import ActionItem, Review, ReviewTimelineEntry
 from services.review.domain.verification import ManualVerdict
 from services.review.web.formatting import field_time, parse_field_time
 
@@ -178,7 +184,7 @@ def changed(values: Values, base: Mapping[str, Any]) -> set[str]:
 
 
 def _same_time(name: str, value: Any, base: Mapping[str, Any]) -> bool:
-    if name != "due_at" or not isinstance(value, str) or not isinstance(base.get(name), str):
+    if name not in ("due_at", "at") or not isinstance(value, str) or not isinstance(base.get(name), str):
         return False
     try:
         return parse_field_time(value) == parse_field_time(base[name])
@@ -232,6 +238,26 @@ def timeline_entry(values: Values) -> TimelineEntryDraft:
         "actor": _blank_is_none(values["actor"]),
     }
     return _validated(TimelineEntryDraft, entry, errors)
+
+
+def timeline_values(entry: ReviewTimelineEntry) -> Values:
+    return {"at": field_time(entry.at), "kind": entry.kind, "message": entry.message, "actor": entry.actor or ""}
+
+
+def timeline_entry_edit(values: Values, base: Mapping[str, Any]) -> TimelineEntryEdit:
+    """The edit of an added entry's fields the person changed against ``base``."""
+    errors: dict[str, str] = {}
+    todo = changed(values, base)
+    edit: Values = {}
+    if "at" in todo:
+        edit["at"] = _time(values, "at", errors)
+        if edit["at"] is None:
+            errors.setdefault("at", "when it happened is required")
+    for name in todo & {"kind", "message"}:
+        edit[name] = values[name].strip()
+    if "actor" in todo:
+        edit["actor"] = _blank_is_none(values["actor"])
+    return _validated(TimelineEntryEdit, edit, errors)
 
 
 def _matchers(text: str, errors: dict[str, str]) -> dict[str, str]:

@@ -57,11 +57,14 @@ from services.review.web.forms import (
     section_edit,
     sections_values,
     timeline_entry,
+    timeline_entry_edit,
+    timeline_values,
 )
 from services.review.web.pages import Pages
 from services.review.web.signed_in import SignedIn, must_have
 
 SECTIONS, TIMELINE, NEW_ITEM, MOVE, VERDICT = "sections", "timeline", "new-item", "move", "verdict"
+ENTRY = "entry-"  # an added timeline entry's form: ``entry-T-3``
 EMPTY_ITEM: Values = {
     "title": "",
     "description": "",
@@ -211,6 +214,7 @@ class ReviewPage:
         router.add_api_route("", self.show, methods=["GET"])
         router.add_api_route("/sections", self.save_sections, methods=["POST"])
         router.add_api_route("/timeline", self.add_timeline_entry, methods=["POST"])
+        router.add_api_route("/timeline/{entry_id}", self.update_timeline_entry, methods=["POST"])
         router.add_api_route("/action-items", self.add_action_item, methods=["POST"])
         router.add_api_route("/action-items/{item_id}", self.update_action_item, methods=["POST"])
         router.add_api_route("/action-items/{item_id}/verdict", self.record_verdict, methods=["POST"])
@@ -241,6 +245,21 @@ class ReviewPage:
 
         async def save(version: int) -> None:
             await self.service.add_timeline_entry(review_id, version, timeline_entry(attempt.mine), user.name)
+
+        return await self._save(attempt, save)
+
+    async def update_timeline_entry(self, request: Request, review_id: str, entry_id: str) -> Response:
+        """Saves an added entry's changed fields, or removes it when its remove box is ticked."""
+        user, form = await self.signed_in.writer(request)
+        mine = posted_values(form, TIMELINE_FIELDS)
+        attempt = Attempt(request, user, review_id, form, f"{ENTRY}{entry_id}", mine, base_of(form))
+
+        async def save(version: int) -> None:
+            if form.get("remove") == "yes":
+                await self.service.remove_timeline_entry(review_id, entry_id, version, user.name)
+            else:
+                edit = timeline_entry_edit(attempt.mine, attempt.read)
+                await self.service.edit_timeline_entry(review_id, entry_id, version, edit, user.name)
 
         return await self._save(attempt, save)
 
@@ -382,6 +401,9 @@ class ReviewPage:
         if form_id.startswith("item-"):
             item = review.action_item(form_id.removeprefix("item-"))
             return item_values(item) if item is not None else None
+        if form_id.startswith(ENTRY):
+            entry = review.timeline_entry(form_id.removeprefix(ENTRY))
+            return timeline_values(entry) if entry is not None else None
         return None
 
     def moves(self, user: ApiClient, review: Review) -> list[MoveChoice]:
@@ -431,6 +453,12 @@ class ReviewPage:
             item.id: states.get(f"item-{item.id}") or FormState(item_values(item), item_values(item), review.version)
             for item in review.action_items
         }
+        entries = {
+            entry.id: states.get(f"{ENTRY}{entry.id}")
+            or FormState(timeline_values(entry), timeline_values(entry), review.version)
+            for entry in review.timeline
+            if entry.origin == "added"
+        }
         now = self.clock()
         followup = await self.service.followup_of(review)
         return self.pages.render(
@@ -447,6 +475,7 @@ class ReviewPage:
             participant_rows=len(sections.values["participants"]) + BLANK_ROWS,
             factor_rows=len(sections.values["factors"]) + BLANK_ROWS,
             timeline=states.get(TIMELINE) or FormState(dict.fromkeys(TIMELINE_FIELDS, ""), {}, review.version),
+            entries=entries,
             new_item=states.get(NEW_ITEM) or FormState(dict(EMPTY_ITEM), {}, review.version),
             items=items,
             move_states={key: state for key, state in states.items() if key.startswith(MOVE)},

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from schemas import ReviewStatus, Severity
+from schemas import ReviewStatus, Severity, TimelineEntry
 from services.review.domain.policy import ReviewPolicy
 from tests.integration.review.conftest import ADMIN, EDITOR, OTHER_EDITOR, VIEWER, ReviewApp, bearer, incident
 
@@ -297,6 +297,7 @@ async def test_timeline_entries_and_action_item_updates(make_review_app: MakeApp
         assert added.status_code == 201
         assert added.json()["timeline"] == [
             {
+                "id": "T-1",
                 "at": "2026-11-27T08:30:00Z",
                 "kind": "mitigated",
                 "message": "Rolled back",
@@ -320,6 +321,62 @@ async def test_timeline_entries_and_action_item_updates(make_review_app: MakeApp
             "ActionItemUpdated",
         ]
         assert events[-1].changed == ("status", "status_reason")
+
+
+async def test_added_timeline_entries_are_edited_and_removed_imported_ones_are_refused(
+    make_review_app: MakeApp,
+) -> None:
+    async with make_review_app() as review_app:
+        app: ReviewApp = review_app
+        triggered = TimelineEntry(at=datetime(2026, 11, 27, 9, 12, tzinfo=UTC), kind="triggered", message="5xx > 2%")
+        review = await app.open(incident("TL-2", timeline=(triggered,)))
+        url = f"/reviews/{review.id}"
+        editor = bearer(EDITOR)
+        entry = {"at": "2026-11-27T09:30:00Z", "kind": "mitigated", "message": "Rolled back"}
+        added = await app.http.post(f"{url}/timeline", json=entry, headers={**editor, **if_match(1)})
+        assert [(e["id"], e["origin"]) for e in added.json()["timeline"]] == [("T-1", "imported"), ("T-2", "added")]
+
+        edited = await app.http.patch(
+            f"{url}/timeline/T-2",
+            json={"message": "Rolled back to v41", "actor": "erin"},
+            headers={**editor, **if_match(2)},
+        )
+        assert (edited.status_code, edited.headers["etag"]) == (200, '"3"')
+        assert edited.json()["timeline"][1] == {
+            **entry,
+            "message": "Rolled back to v41",
+            "actor": "erin",
+            "id": "T-2",
+            "origin": "added",
+        }
+
+        stale = await app.http.delete(f"{url}/timeline/T-2", headers={**editor, **if_match(2)})
+        assert (stale.status_code, stale.json()["code"], stale.json()["current_version"]) == (409, "stale_version", 3)
+        unstated = await app.http.delete(f"{url}/timeline/T-2", headers=editor)
+        assert (unstated.status_code, unstated.json()["code"]) == (428, "version_required")
+        as_viewer = await app.http.delete(f"{url}/timeline/T-2", headers={**bearer(VIEWER), **if_match(3)})
+        assert as_viewer.status_code == 403
+
+        imported = await app.http.patch(f"{url}/timeline/T-1", json={"message": "x"}, headers={**editor, **if_match(3)})
+        assert (imported.status_code, imported.json()["code"]) == (409, "imported_timeline_entry")
+        assert "T-1 was imported from generic and is read-only" in imported.json()["detail"]
+        refused = await app.http.delete(f"{url}/timeline/T-1", headers={**editor, **if_match(3)})
+        assert (refused.status_code, refused.json()["code"]) == (409, "imported_timeline_entry")
+        unknown = await app.http.delete(f"{url}/timeline/T-9", headers={**editor, **if_match(3)})
+        assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_timeline_entry")
+
+        removed = await app.http.delete(f"{url}/timeline/T-2", headers={**editor, **if_match(3)})
+        assert (removed.status_code, removed.headers["etag"]) == (200, '"4"')
+        stored = (await app.http.get(url)).json()
+        assert [(e["id"], e["kind"]) for e in stored["timeline"]] == [("T-1", "triggered")]
+        events = await app.events(review.id)
+        assert [(type(event).__name__, event.version) for event in events] == [
+            ("ReviewOpened", 1),
+            ("ReviewUpdated", 2),
+            ("ReviewUpdated", 3),
+            ("ReviewUpdated", 4),
+        ]
+        assert all(event.changed == ("timeline",) for event in events[1:])
 
 
 async def test_export_is_a_markdown_postmortem(make_review_app: MakeApp) -> None:

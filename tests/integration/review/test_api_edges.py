@@ -196,7 +196,7 @@ async def test_the_openapi_document_states_the_version_every_write_needs(make_re
             for method, operation in operations.items()
             if method in ("post", "patch", "put", "delete")
         ]
-        assert len(writes) == 6
+        assert len(writes) == 8
         for path, method, operation in writes:
             where = f"{method} {path}"
             if_match = next(parameter for parameter in operation["parameters"] if parameter["name"] == "If-Match")

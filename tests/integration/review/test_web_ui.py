@@ -1,6 +1,7 @@
 """The web UI in process (httpx over ASGI) against the real MongoDB-compatible server: sign-in, cookies, CSRF,
 security headers, roles, forms, conflicts. The browser tests (tests/browser) drive the same pages in chromium."""
 
+import json
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -9,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from schemas import ReviewStatus
-from services.review.domain.editing import ActionItemDraft, SectionEdit
+from schemas import ReviewStatus, TimelineEntry
+from services.review.domain.editing import ActionItemDraft, SectionEdit, TimelineEntryDraft
 from services.review.domain.record import Review
 from services.review.domain.workflow import Transition
 from services.review.web.csrf import CSRF_COOKIE
@@ -235,6 +236,57 @@ async def test_an_edit_keeps_what_was_typed_when_someone_saved_first(web: Review
     stored = await web.service.get(review.id)
     assert (stored.owner, stored.recommendations) == ("erin", ["Canary config changes"])
     assert stored.analysis.what_went_wrong == ["Mine: the pool was too small"]
+
+
+async def test_an_added_timeline_entry_is_edited_and_removed_an_imported_one_has_no_inputs(web: ReviewApp) -> None:
+    triggered = TimelineEntry(at=datetime(2026, 11, 27, 9, 12, tzinfo=UTC), kind="triggered", message="5xx > 2%")
+    review = await web.open(incident("WEB-TL", timeline=(triggered,)))
+    draft = TimelineEntryDraft(at=datetime(2026, 11, 27, 9, 30, tzinfo=UTC), kind="mitigated", message="Rolled back")
+    await web.service.add_timeline_entry(review.id, 1, draft, "erin")
+    await sign_in(web.http, EDITOR)
+    page = await web.http.get(f"/review/{review.id}")
+    assert page.status_code == 200
+    action = f"/review/{review.id}/timeline/T-2"
+    assert 'id="entry-T-2-message"' in page.text
+    assert "imported from the tool (read-only)" in page.text
+    assert "/timeline/T-1" not in page.text  # the imported entry: no form
+    assert 'id="entry-T-1-' not in page.text  # and no inputs
+
+    def entry_form(answer: httpx.Response, **values: str) -> dict[str, str]:
+        base = json.loads(hidden(answer, action, "base"))
+        return {
+            "csrf_token": csrf_token(answer),
+            "version": hidden(answer, action, "version"),
+            "base": json.dumps(base),
+            **base,
+            **values,
+        }
+
+    saved = await web.http.post(action, data=entry_form(page, message="Rolled back to v41", actor="erin"))
+    assert saved.status_code == 303
+    stored = await web.service.get(review.id)
+    assert [(e.id, e.kind, e.message, e.actor) for e in stored.timeline] == [
+        ("T-1", "triggered", "5xx > 2%", None),
+        ("T-2", "mitigated", "Rolled back to v41", "erin"),
+    ]
+    assert stored.version == 3
+
+    stale = await web.http.post(action, data=entry_form(page, message="From the old page"))  # drawn at version 2
+    assert stale.status_code == 409
+    assert "From the old page</textarea>" in stale.text  # what was typed, kept
+    assert 'id="entry-T-2-message-theirs"' in stale.text  # both changed the message: theirs beside it
+
+    forged = await web.http.post(
+        f"/review/{review.id}/timeline/T-1",
+        data={**entry_form(page, message="not what happened"), "version": "3"},
+    )
+    assert forged.status_code == 409
+    assert "T-1 was imported from generic and is read-only" in forged.text
+
+    page = await web.http.get(f"/review/{review.id}")
+    removed = await web.http.post(action, data=entry_form(page, remove="yes"))
+    assert removed.status_code == 303
+    assert [e.id for e in (await web.service.get(review.id)).timeline] == ["T-1"]
 
 
 async def test_invalid_input_is_shown_next_to_the_field_and_kept(web: ReviewApp) -> None:
