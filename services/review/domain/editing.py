@@ -297,14 +297,7 @@ def add_action_item(
         occurred_at=now,
         review_id=review.id,
         version=version,
-        action_item_id=item.id,
-        title=item.title,
-        owner=item.owner,
-        due_at=item.due_at,
-        priority=item.priority,
-        category=item.category,
-        status=item.status,
-        verification=item.verification,
+        **item.event_fields(),
     )
     return edited, event
 
@@ -346,14 +339,7 @@ def update_action_item(
         occurred_at=now,
         review_id=review.id,
         version=version,
-        action_item_id=item_id,
-        title=updated_item.title,
-        owner=updated_item.owner,
-        due_at=updated_item.due_at,
-        priority=updated_item.priority,
-        category=updated_item.category,
-        status=updated_item.status,
-        verification=updated_item.verification,
+        **updated_item.event_fields(),
         changed=changed,
         status_reason=updated_item.status_reason,
     )

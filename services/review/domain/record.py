@@ -7,7 +7,7 @@ Fields added later carry defaults, so records stored by an older version still l
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid5
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -198,6 +198,19 @@ class ActionItem(Section):
     @property
     def unfinished(self) -> bool:
         return self.status in (ActionItemStatus.OPEN, ActionItemStatus.IN_PROGRESS)
+
+    def event_fields(self) -> dict[str, Any]:
+        """What every action item event states about the item (``ActionItemEvent``'s fields)."""
+        return {
+            "action_item_id": self.id,
+            "title": self.title,
+            "owner": self.owner,
+            "due_at": self.due_at,
+            "priority": self.priority,
+            "category": self.category,
+            "status": self.status,
+            "verification": self.verification,
+        }
 
 
 class StatusChange(Section):
