@@ -10,7 +10,6 @@ injected clock; ``run`` only calls it periodically.
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from datetime import datetime, timedelta
 from faststream.kafka import KafkaBroker
 
 from servicekit.clock import Clock
+from servicekit.passes import repeat_passes
 from services.followup.metrics import FollowupMetrics
 from services.followup.ports import BacklogCounter, ClaimedTimer, DueTimers
 
@@ -123,18 +123,17 @@ class TimerScheduler:
 
     async def run(self, clock: Clock, interval_seconds: float) -> None:
         """Sweep every ``interval_seconds`` until ``stop``; a full batch is followed by another sweep at once."""
-        while not self._stopping.is_set():
-            fired: list[ClaimedTimer] = []
-            try:
-                fired = await self.sweep_once(clock.now())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("timer sweep failed; retrying in %.1fs", interval_seconds)
-            if len(fired) >= self._batch_size:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval_seconds)
+
+        async def one_sweep() -> int:
+            return len(await self.sweep_once(clock.now()))
+
+        await repeat_passes(
+            one_sweep,
+            batch_size=self._batch_size,
+            interval_seconds=interval_seconds,
+            stopping=self._stopping,
+            on_failure=lambda _exc, wait: log.exception("timer sweep failed; retrying in %.1fs", wait),
+        )
 
     def stop(self) -> None:
         """Finish the timer in hand, then stop sweeping."""

@@ -13,7 +13,6 @@ Once an evaluation's event is stored on the timer, whoever fires it publishes ex
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from faststream.kafka import KafkaBroker
 from schemas import AnyReviewEvent, RemediationVerified, ReviewRecurred
 from schemas.verification import Verdict, VerificationMethod
 from servicekit.clock import Clock
+from servicekit.passes import repeat_passes
 from services.followup.domain.answers import Answer
 from services.followup.domain.projection import ReviewView
 from services.followup.domain.verification import (
@@ -184,18 +184,17 @@ class RemediationVerifier:
         return None if question is None else await self._prometheus.instant(question.expression, question.at)
 
     async def run(self, clock: Clock, interval_seconds: float) -> None:
-        while not self._stopping.is_set():
-            fired: list[Fired] = []
-            try:
-                fired = await self.sweep_once(clock.now())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("verification sweep failed; retrying in %.1fs", interval_seconds)
-            if len(fired) >= self._batch_size:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval_seconds)
+
+        async def one_sweep() -> int:
+            return len(await self.sweep_once(clock.now()))
+
+        await repeat_passes(
+            one_sweep,
+            batch_size=self._batch_size,
+            interval_seconds=interval_seconds,
+            stopping=self._stopping,
+            on_failure=lambda _exc, wait: log.exception("verification sweep failed; retrying in %.1fs", wait),
+        )
 
     def stop(self) -> None:
         self._stopping.set()

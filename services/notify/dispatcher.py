@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from servicekit.clock import Clock
 from servicekit.dead_letters import DeadLetters
 from servicekit.failures import describe
+from servicekit.passes import repeat_passes
 from services.notify.channels.chat import ChatSender
 from services.notify.channels.email import EmailSender
 from services.notify.channels.failures import DeliveryError
@@ -154,19 +155,22 @@ class Dispatcher:
 
     async def run(self, clock: Clock, interval_seconds: float) -> None:
         """Dispatch every ``interval_seconds``, or at once when woken, until ``stop``."""
-        while not self._stopping.is_set():
-            self._wake.clear()
-            handled = 0
-            try:
-                handled = await self.dispatch_due(clock.now())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("dispatch failed (%s); trying again in %.1fs", describe(exc), interval_seconds)
-            if handled >= self._batch_size:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=interval_seconds)
+
+        async def one_pass() -> int:
+            return await self.dispatch_due(clock.now())
+
+        def failed(exc: Exception, wait: float) -> None:
+            # One bounded line, as notify logged it before: a traceback would repeat what the reason already says.
+            log.warning("dispatch failed (%s); trying again in %.1fs", describe(exc), wait)
+
+        await repeat_passes(
+            one_pass,
+            batch_size=self._batch_size,
+            interval_seconds=interval_seconds,
+            stopping=self._stopping,
+            on_failure=failed,
+            wake=self._wake,
+        )
 
     def wake(self) -> None:
         self._wake.set()

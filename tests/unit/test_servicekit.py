@@ -1,4 +1,6 @@
-"""The shared plumbing on its own: settings bounds, retries, failure classes, header decoding, poll interval."""
+"""The shared plumbing on its own: settings bounds, retries, failure classes, header decoding, poll interval, sweeps."""
+
+import asyncio
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
@@ -8,6 +10,7 @@ from pymongo.errors import AutoReconnect, DuplicateKeyError, ExecutionTimeout
 from servicekit.batches import max_poll_interval_for, max_poll_interval_ms
 from servicekit.failures import describe, is_outage
 from servicekit.headers import encodable, text_headers
+from servicekit.passes import repeat_passes
 from servicekit.retries import with_bounded_retries
 from services.followup.settings import FollowupSettings
 from services.ingest.settings import IngestSettings
@@ -88,3 +91,37 @@ def test_headers_that_are_not_utf8_are_kept_with_replacement_characters() -> Non
         "empty": "",
     }
     assert encodable({"dlq-reason": "bad \ud800 text"}) == {"dlq-reason": "bad \\ud800 text"}
+
+
+async def test_repeat_passes_drains_a_backlog_at_once_survives_a_failure_and_stops() -> None:
+    stopping, wake = asyncio.Event(), asyncio.Event()
+    handled = iter([10, 10, 3])  # two full batches, then less than a batch: wait
+    failures: list[tuple[str, float]] = []
+    passes = 0
+
+    async def one_pass() -> int:
+        nonlocal passes
+        passes += 1
+        if passes == 4:
+            raise RuntimeError("database blip")
+        if passes == 5:
+            stopping.set()  # as a service's stop() does: stop, and wake the loop if it waits
+            wake.set()
+            return 0
+        return next(handled)
+
+    def failed(exc: Exception, wait: float) -> None:
+        failures.append((str(exc), wait))
+        wake.set()  # the pass after a failure comes at the next wake-up
+
+    task = asyncio.create_task(
+        repeat_passes(one_pass, batch_size=10, interval_seconds=30, stopping=stopping, on_failure=failed, wake=wake)
+    )
+    await asyncio.sleep(0)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert passes == 3  # two full batches went on at once; the short one waits for the interval or a wake-up
+    wake.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert passes == 5
+    assert failures == [("database blip", 30)]
