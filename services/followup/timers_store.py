@@ -8,19 +8,19 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DeleteMany, InsertOne, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DeleteMany, InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from services.followup.domain.timers import PlannedTimer
 from services.followup.ports import ClaimedTimer, StoredTimers
+from services.followup.timer_leases import claim_earliest_due, ensure_unfired_by_due
 
 TIMERS = "timers"
 DUPLICATE_KEY = 11000
 INDEX_NOT_FOUND = 27
 # Unfired timers, earliest due first, then by id: claim_due's filter and its whole sort.
-UNFIRED_BY_DUE = [("fired_at", ASCENDING), ("due_at", ASCENDING), ("_id", ASCENDING)]
 
 Document = dict[str, Any]
 
@@ -30,7 +30,7 @@ class TimerRepository:
         self.timers: AsyncCollection[Document] = database[TIMERS]
 
     async def ensure_indexes(self) -> None:
-        await self.timers.create_index(UNFIRED_BY_DUE, name="unfired_by_due_then_id")
+        await ensure_unfired_by_due(self.timers)
         await self.timers.create_index([("review_id", ASCENDING)], name="by_review")
         try:
             await self.timers.drop_index("unfired_by_due")  # a prefix of the one above: only slowed writes down
@@ -103,19 +103,7 @@ class TimerRepository:
 
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime) -> ClaimedTimer | None:
         """Take the lease on the earliest due, unfired timer nobody holds (or whose holder's lease ran out)."""
-        document = await self.timers.find_one_and_update(
-            {
-                "due_at": {"$lte": now},
-                "fired_at": None,
-                "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
-            },
-            {"$set": {"lease_owner": owner, "lease_until": lease_until}, "$inc": {"attempts": 1}},
-            sort=[("due_at", ASCENDING), ("_id", ASCENDING)],
-            # The lease's $or makes some servers (the MongoDB-compatible test server) give up on indexes and scan
-            # every timer; MongoDB picks this index anyway.
-            hint=UNFIRED_BY_DUE,
-            return_document=ReturnDocument.AFTER,
-        )
+        document = await claim_earliest_due(self.timers, now, owner, lease_until, count_in="attempts")
         if document is None:
             return None
         return ClaimedTimer(

@@ -21,15 +21,15 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.followup.domain.verification import PlannedVerification, VerificationRequest, attempt_timer_id
+from services.followup.timer_leases import claim_earliest_due, ensure_unfired_by_due
 
 VERIFICATION_TIMERS = "verification_timers"
-UNFIRED_BY_DUE = [("fired_at", ASCENDING), ("due_at", ASCENDING), ("_id", ASCENDING)]
 
 Document = dict[str, Any]
 _requests: TypeAdapter[VerificationRequest] = TypeAdapter(VerificationRequest)
@@ -61,7 +61,7 @@ class VerificationTimerRepository:
         self.timers: AsyncCollection[Document] = database[VERIFICATION_TIMERS]
 
     async def ensure_indexes(self) -> None:
-        await self.timers.create_index(UNFIRED_BY_DUE, name="unfired_by_due_then_id")
+        await ensure_unfired_by_due(self.timers)
         await self.timers.create_index([("review_id", ASCENDING), ("series", ASCENDING)], name="by_review_series")
 
     async def reconcile(self, review_id: str, planned: tuple[PlannedVerification, ...]) -> None:
@@ -99,13 +99,7 @@ class VerificationTimerRepository:
             return  # two upserts raced: the other inserted it
 
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime) -> ClaimedVerification | None:
-        document = await self.timers.find_one_and_update(
-            {"due_at": {"$lte": now}, "fired_at": None, "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}]},
-            {"$set": {"lease_owner": owner, "lease_until": lease_until}, "$inc": {"claims": 1}},
-            sort=[("due_at", ASCENDING), ("_id", ASCENDING)],
-            hint=UNFIRED_BY_DUE,
-            return_document=ReturnDocument.AFTER,
-        )
+        document = await claim_earliest_due(self.timers, now, owner, lease_until, count_in="claims")
         if document is None:
             return None
         return ClaimedVerification(
