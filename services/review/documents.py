@@ -36,8 +36,16 @@ def filter_query(where: ReviewFilter, now: datetime) -> Document:
     query: Document = {}
     if where.assigned_to is not None:
         query["$or"] = [{"owner": where.assigned_to}, {"participants.name": where.assigned_to}]
-    if where.statuses:
-        query["status"] = {"$in": [str(status) for status in where.statuses]}
+    statuses = set(where.statuses)
+    if where.overdue is True:
+        # ``is_overdue`` as plain conditions on status and due date (a missing due date never compares as before a
+        # date), no ``$and``: a server then answers it from the ``status_due`` index instead of reading every review.
+        statuses = statuses & BEFORE_PUBLICATION if statuses else set(BEFORE_PUBLICATION)
+        query["due_at"] = {"$lte": now}
+    if statuses:
+        query["status"] = {"$in": sorted(str(status) for status in statuses)}
+    elif where.statuses:
+        query["status"] = {"$in": []}  # asked for statuses none of which can be overdue
     if where.severities:
         query["incident.severity"] = {"$in": [str(severity) for severity in where.severities]}
     if where.service is not None:
@@ -47,12 +55,11 @@ def filter_query(where: ReviewFilter, now: datetime) -> Document:
     if where.title_contains:
         # Escaped: the text is searched for as typed, never interpreted as a pattern.
         query["incident.title"] = {"$regex": re.escape(where.title_contains), "$options": "i"}
-    # ``is_overdue``, as a query (a missing due date never compares as before a date).
-    overdue = {"due_at": {"$lte": now}, "status": {"$in": sorted(str(status) for status in BEFORE_PUBLICATION)}}
-    if where.overdue is True:
-        query["$and"] = [overdue]
-    elif where.overdue is False:
-        query["$nor"] = [overdue]
+    if where.overdue is False:
+        # Not ``is_overdue`` (a missing due date never compares as before a date).
+        query["$nor"] = [
+            {"due_at": {"$lte": now}, "status": {"$in": sorted(str(status) for status in BEFORE_PUBLICATION)}}
+        ]
     return query
 
 

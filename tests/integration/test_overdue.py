@@ -31,13 +31,19 @@ async def test_reviews_overdue_filter_picks_what_the_rule_says(servers: Servers,
             await db.reviews.insert_one(review_to_document(review))
         repository = ReviewRepository(db)
 
-        async def listed(overdue: bool) -> set[tuple[ReviewStatus, str]]:
-            found, total = await repository.find(ReviewFilter(overdue=overdue), NOW, limit=100, offset=0)
+        async def listed(overdue: bool, statuses: tuple[ReviewStatus, ...] = ()) -> set[tuple[ReviewStatus, str]]:
+            where = ReviewFilter(overdue=overdue, statuses=statuses)
+            found, total = await repository.find(where, NOW, limit=100, offset=0)
             assert total == len(found)
             return {names[review.id] for review in found}
 
         assert await listed(overdue=True) == EXPECTED_OVERDUE
         assert await listed(overdue=False) == set(CASES) - EXPECTED_OVERDUE
+        # Combined with a status choice: only the chosen statuses, and none when no chosen status can be overdue.
+        for statuses in [(ReviewStatus.OPEN, ReviewStatus.PUBLISHED), (ReviewStatus.PUBLISHED,), tuple(ReviewStatus)]:
+            chosen = {case for case in CASES if case[0] in statuses}
+            assert await listed(overdue=True, statuses=statuses) == EXPECTED_OVERDUE & chosen
+            assert await listed(overdue=False, statuses=statuses) == chosen - EXPECTED_OVERDUE
 
 
 async def test_followups_overdue_gauge_counts_what_the_rule_says(servers: Servers, unique: str) -> None:
