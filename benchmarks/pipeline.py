@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -234,6 +235,19 @@ def start(name: str, env: dict[str, str], ops_file: Path | None) -> subprocess.P
     )
 
 
+def stop(processes: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM (a clean stop), then SIGKILL for any still running after 30 s: no service outlives the benchmark."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
@@ -307,10 +321,7 @@ def run_pipeline(
             after = asyncio.run(server_opcounters(uri))
             busy = {name: proc_figures(process.pid) for name, process in processes.items()}
         finally:
-            for process in processes.values():
-                process.send_signal(signal.SIGTERM)
-            for process in processes.values():
-                process.wait(timeout=30)
+            stop(processes.values())
             asyncio.run(drop_database(uri, database_of(run)))
             asyncio.run(delete_topics(bootstrap, topics))
         service_ops = (
