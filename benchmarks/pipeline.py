@@ -1,7 +1,7 @@
 """End-to-end throughput and latency: N closed incidents through ingest, review and follow-up as processes.
 
     deploy/local/stack up && eval "$(deploy/local/stack env | sed 's/^/export /')"
-    .venv/bin/python benchmarks/pipeline.py [--incidents 1000]
+    .venv/bin/python benchmarks/pipeline.py [--incidents 1000] [--rate 50] [--count-ops]
 
 Produces N generic incidents to a fresh ``incidents.raw`` topic (all at once, or open-loop at ``--rate`` per second),
 then measures, from the events on Kafka, how long until every ``ReviewOpened`` is on ``reviews.events`` and
@@ -19,18 +19,23 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = ("ingest", "review", "followup")
+PARTITIONS = 3  # deploy/local's num.partitions
 
 
 def free_port() -> int:
@@ -128,6 +133,42 @@ async def drop_database(uri: str, database: str) -> None:
         await client.close()
 
 
+async def server_opcounters(uri: str) -> dict[str, int]:
+    """The database server's own operation counters (``serverStatus``, read-only), and its requests received.
+
+    On a shared server they include everyone's operations; the difference over a run is an upper bound.
+    """
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+    try:
+        status = await client.admin.command("serverStatus")
+    finally:
+        await client.close()
+    counters = {name: int(value) for name, value in status.get("opcounters", {}).items()}
+    counters["requests"] = int(status.get("network", {}).get("numRequests", 0))
+    return counters
+
+
+async def create_topics(bootstrap: str, topics: list[str]) -> None:
+    """Created before anything reads them, with the local broker's partitions: a reader never misses their start."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1) for topic in topics]
+        )
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
 async def produce_and_wait(
     bootstrap: str, run: str, count: int, rate: float | None, timeout: float
 ) -> tuple[dict[str, float], dict[str, float], float]:
@@ -138,12 +179,222 @@ async def produce_and_wait(
 
 
 def followup_counted(port: int) -> float:
+    """Review events follow-up tracked, from its /metrics (HTTP to the process, not a database query)."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line.startswith("lessons_review_events_total{") and 'outcome="tracked"' in line
     )
+
+
+def topics_of(run: str) -> dict[str, str]:
+    """Every topic of a run: its own, so that no other run or deployment reads or writes them."""
+    return {
+        "raw": f"incidents.raw.{run}",
+        "closed": f"incidents.closed.{run}",
+        "reviews": f"reviews.events.{run}",
+        "followups": f"followups.events.{run}",
+    }
+
+
+def service_env(run: str, ports: dict[str, int]) -> dict[str, str]:
+    topics = topics_of(run)
+    return {
+        **os.environ,
+        "MONGODB_DATABASE": database_of(run),
+        "INGEST_RAW_TOPIC": topics["raw"],
+        "INGEST_CLOSED_TOPIC": topics["closed"],
+        "REVIEW_CLOSED_TOPIC": topics["closed"],
+        "REVIEW_EVENTS_TOPIC": topics["reviews"],
+        "REVIEW_FOLLOWUPS_TOPIC": topics["followups"],
+        "REVIEW_FOLLOWUPS_GROUP_ID": f"review-followups-{run}",
+        "FOLLOWUP_REVIEW_EVENTS_TOPIC": topics["reviews"],
+        "FOLLOWUP_EVENTS_TOPIC": topics["followups"],
+        **{f"{name.upper()}_GROUP_ID": f"{name}-{run}" for name in SERVICES},
+        **{f"{name.upper()}_HTTP_PORT": str(port) for name, port in ports.items()},
+    }
+
+
+def database_of(run: str) -> str:
+    return f"bench_{run}"
+
+
+def start(name: str, env: dict[str, str], ops_file: Path | None) -> subprocess.Popen[bytes]:
+    """``python -m services.<name>``, as production runs it; under the command counter when ``ops_file`` is given."""
+    if ops_file is None:
+        command, extra = [sys.executable, "-m", f"services.{name}"], {}
+    else:
+        command = [sys.executable, str(REPO / "benchmarks" / "counted_service.py"), f"services.{name}"]
+        extra = {
+            "BENCH_OPS_FILE": str(ops_file),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+        }
+    return subprocess.Popen(
+        command, cwd=REPO, env={**env, **extra}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def stop(processes: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM (a clean stop), then SIGKILL for any still running after 30 s: no service outlives the benchmark."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"a service on port {port} did not become ready (exit status {process.poll()})")
+
+
+@dataclass
+class Outcome:
+    """What one pipeline run measured."""
+
+    incidents: int
+    rate: float | None
+    started: float
+    produced: float
+    acked: dict[str, float]
+    opened: dict[str, float]
+    counted: float
+    idle: dict[str, tuple[float, float]]
+    busy: dict[str, tuple[float, float]]
+    server_ops: dict[str, int]
+    service_ops: dict[str, dict[str, int]] | None
+
+    @property
+    def stored(self) -> float:
+        return max(self.opened.values(), default=time.time())
+
+    @property
+    def throughput(self) -> float:
+        return len(self.opened) / (self.stored - self.started)
+
+
+def run_pipeline(
+    bootstrap: str,
+    uri: str,
+    run: str,
+    incidents: int,
+    *,
+    rate: float | None,
+    timeout: float,
+    count_ops: bool = False,
+) -> Outcome:
+    """Start the services on the run's topics and database (which may be seeded already), produce, measure, stop.
+
+    Drops the run's database and deletes its topics at the end.
+    """
+    ports = {name: free_port() for name in SERVICES}
+    env = service_env(run, ports)
+    topics = list(topics_of(run).values())
+    asyncio.run(create_topics(bootstrap, topics))
+    with tempfile.TemporaryDirectory(prefix=f"bench-{run}-") as scratch:
+        ops_files = {name: Path(scratch) / f"{name}.json" if count_ops else None for name in SERVICES}
+        processes = {name: start(name, env, ops_files[name]) for name in SERVICES}
+        try:
+            for name, port in ports.items():
+                wait_ready(port, processes[name])
+            idle = {name: proc_figures(process.pid) for name, process in processes.items()}
+            before = asyncio.run(server_opcounters(uri))
+            started = time.time()
+            acked, opened, produced = asyncio.run(produce_and_wait(bootstrap, run, incidents, rate, timeout))
+            stored = max(opened.values(), default=time.time())
+            # Follow-up's own count, from its /metrics: the database is not polled.
+            while followup_counted(ports["followup"]) < len(opened) and time.time() - stored < 60:
+                time.sleep(0.2)
+            counted = time.time()
+            after = asyncio.run(server_opcounters(uri))
+            busy = {name: proc_figures(process.pid) for name, process in processes.items()}
+        finally:
+            stop(processes.values())
+            asyncio.run(drop_database(uri, database_of(run)))
+            asyncio.run(delete_topics(bootstrap, topics))
+        service_ops = (
+            {name: json.loads(path.read_text()) for name, path in ops_files.items() if path and path.exists()}
+            if count_ops
+            else None
+        )
+    return Outcome(
+        incidents=incidents,
+        rate=rate,
+        started=started,
+        produced=produced,
+        acked=acked,
+        opened=opened,
+        counted=counted,
+        idle=idle,
+        busy=busy,
+        server_ops={name: after[name] - before.get(name, 0) for name in after},
+        service_ops=service_ops,
+    )
+
+
+# Counted but not a database operation of the pipeline's work: connection and session housekeeping.
+HOUSEKEEPING = frozenset({"hello", "isMaster", "ismaster", "ping", "endSessions", "buildInfo"})
+
+
+def ops_per_incident(counts: dict[str, int], incidents: int) -> tuple[float, str]:
+    """Operations per incident (housekeeping left out) and the largest kinds, e.g. ``insert 1.02, find 0.51``."""
+    work = {name: count for name, count in counts.items() if name not in HOUSEKEEPING}
+    largest = sorted(work.items(), key=lambda item: -item[1])[:4]
+    return sum(work.values()) / incidents, ", ".join(f"{name} {count / incidents:.2f}" for name, count in largest)
+
+
+def report(outcome: Outcome, run: str) -> None:
+    opened, acked = outcome.opened, outcome.acked
+    latencies = sorted(opened[key] - acked[key] for key in opened if key in acked)
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    # Bounded backlog: the latency of the last tenth is no worse than twice that of the first tenth (plus slack).
+    by_produce = [opened[key] - acked[key] for key in sorted(acked, key=acked.__getitem__) if key in opened]
+    tenth = max(1, len(by_produce) // 10)
+    first, last = statistics.median(by_produce[:tenth] or [0.0]), statistics.median(by_produce[-tenth:] or [0.0])
+    bounded = last <= 2 * first + 0.5
+    print(f"run {run} at {datetime.now(UTC):%Y-%m-%d %H:%M}Z, {os.cpu_count()} cores (a shared machine: figures noisy)")
+    print(f"incidents produced          {outcome.incidents} in {outcome.produced - outcome.started:.2f} s")
+    mode = f"open loop at {outcome.rate:g}/s" if outcome.rate else "all at once"
+    print(f"ReviewOpened published      {len(opened)} ({outcome.throughput:.0f}/s end to end, {mode})")
+    print(f"all counted by follow-up    {outcome.counted - outcome.started:.2f} s after the first produce")
+    if latencies:
+        print(
+            f"latency ack->ReviewOpened   p50 {quantiles[49]:.3f} s  p99 {quantiles[98]:.3f} s  "
+            f"max {latencies[-1]:.3f} s"
+        )
+    backlog = ("bounded" if bounded else "GROWING") if outcome.rate else "n/a (all at once: a queue by design)"
+    print(f"backlog                     {backlog} (median latency: first tenth {first:.3f} s, last {last:.3f} s)")
+    for name in SERVICES:
+        (idle_rss, idle_cpu), (rss, cpu) = outcome.idle[name], outcome.busy[name]
+        print(
+            f"{name:<9} RSS idle {idle_rss:6.1f} MiB, after {rss:6.1f} MiB (goal < 150); "
+            f"CPU for the run {cpu - idle_cpu:6.2f} s"
+        )
+    requests = outcome.server_ops.pop("requests", 0)
+    server, kinds = ops_per_incident(outcome.server_ops, outcome.incidents)
+    print(
+        f"database ops per incident   {server:.2f} by the server's opcounters ({kinds}; the whole shared server: "
+        f"an upper bound), {requests / outcome.incidents:.2f} requests"
+    )
+    if outcome.service_ops is not None:
+        total = 0.0
+        for name, counts in outcome.service_ops.items():
+            per, kinds = ops_per_incident(counts, outcome.incidents)
+            total += per
+            print(f"{name:<9} {per:5.2f} commands per incident ({kinds})")
+        print(f"database commands per incident, counted in the services: {total:.2f} (goal <= 3)")
 
 
 def main() -> int:
@@ -153,78 +404,17 @@ def main() -> int:
     parser.add_argument(
         "--rate", type=float, help="open loop: produce this many incidents per second (default: at once)"
     )
+    parser.add_argument(
+        "--count-ops", action="store_true", help="count each service's MongoDB commands (benchmarks/counted_service.py)"
+    )
     args = parser.parse_args()
     bootstrap, uri = os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["MONGODB_URI"]
     run = uuid.uuid4().hex[:8]
-    ports = {name: free_port() for name in SERVICES}
-    env = {
-        **os.environ,
-        "MONGODB_DATABASE": f"bench_{run}",
-        "INGEST_RAW_TOPIC": f"incidents.raw.{run}",
-        "INGEST_CLOSED_TOPIC": f"incidents.closed.{run}",
-        "REVIEW_CLOSED_TOPIC": f"incidents.closed.{run}",
-        "REVIEW_EVENTS_TOPIC": f"reviews.events.{run}",
-        "FOLLOWUP_REVIEW_EVENTS_TOPIC": f"reviews.events.{run}",
-        **{f"{name.upper()}_GROUP_ID": f"{name}-{run}" for name in SERVICES},
-        **{f"{name.upper()}_HTTP_PORT": str(port) for name, port in ports.items()},
-    }
-    processes = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for name in SERVICES
-    }
-    try:
-        for port in ports.values():
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.3)
-        idle = {name: proc_figures(process.pid) for name, process in processes.items()}
-
-        started = time.time()
-        acked, opened, produced = asyncio.run(produce_and_wait(bootstrap, run, args.incidents, args.rate, args.timeout))
-        stored = max(opened.values(), default=time.time())
-        while followup_counted(ports["followup"]) < len(opened) and time.time() - stored < 60:
-            time.sleep(0.2)
-        counted = time.time()
-        busy = {name: proc_figures(process.pid) for name, process in processes.items()}
-    finally:
-        for process in processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            process.wait(timeout=30)
-        asyncio.run(drop_database(uri, f"bench_{run}"))
-
-    latencies = sorted(opened[key] - acked[key] for key in opened if key in acked)
-    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    # Bounded backlog: the latency of the last tenth is no worse than twice that of the first tenth (plus slack).
-    by_produce = [opened[key] - acked[key] for key in sorted(acked, key=acked.__getitem__) if key in opened]
-    tenth = max(1, len(by_produce) // 10)
-    first, last = statistics.median(by_produce[:tenth] or [0.0]), statistics.median(by_produce[-tenth:] or [0.0])
-    bounded = last <= 2 * first + 0.5
-    print(f"run {run} at {datetime.now(UTC):%Y-%m-%d %H:%M}Z, {os.cpu_count()} cores")
-    print(f"incidents produced          {args.incidents} in {produced - started:.2f} s")
-    mode = f"open loop at {args.rate:g}/s" if args.rate else "all at once"
-    print(f"ReviewOpened published      {len(opened)} ({len(opened) / (stored - started):.0f}/s end to end, {mode})")
-    print(f"all counted by follow-up    {counted - started:.2f} s after the first produce")
-    print(
-        f"latency ack->ReviewOpened   p50 {quantiles[49]:.3f} s  p99 {quantiles[98]:.3f} s  max {latencies[-1]:.3f} s"
+    outcome = run_pipeline(
+        bootstrap, uri, run, args.incidents, rate=args.rate, timeout=args.timeout, count_ops=args.count_ops
     )
-    backlog = ("bounded" if bounded else "GROWING") if args.rate else "n/a (all at once: a queue by design)"
-    print(f"backlog                     {backlog} (median latency: first tenth {first:.3f} s, last {last:.3f} s)")
-    for name in SERVICES:
-        (idle_rss, idle_cpu), (rss, cpu) = idle[name], busy[name]
-        print(f"{name:<9} RSS idle {idle_rss:6.1f} MiB, after {rss:6.1f} MiB; CPU for the run {cpu - idle_cpu:6.2f} s")
-    return 0 if len(opened) == args.incidents else 1
+    report(outcome, run)
+    return 0 if len(outcome.opened) == args.incidents else 1
 
 
 if __name__ == "__main__":
