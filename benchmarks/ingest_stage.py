@@ -12,6 +12,8 @@ consumer group, output topic and database, interleaved within each repeat so tha
 - ``raw+dedup``: the same plus the round trips ingest makes for its de-duplication guarantee: one ``find`` with
   ``$in`` before publishing and one unordered bulk upsert after, per batch.
 - ``project``: ``python -m services.ingest`` as a process (real wiring, logging and metrics), its consumer only.
+- ``compare`` (with ``--compare CHECKOUT``): the same from another checkout, e.g. an earlier commit
+  (``git archive COMMIT | tar -x -C DIR``), for a before/after measured in the same run.
 
 Time runs from the moment the variant's consumer group is assigned its partitions (the records are already waiting)
 until all N incidents are on the output topic and the group's committed offsets cover all N records, both read
@@ -49,7 +51,6 @@ from pymongo.asynchronous.collection import AsyncCollection
 from schemas import IncidentClosed, Severity
 
 REPO = Path(__file__).resolve().parent.parent
-VARIANTS = ("raw", "raw+dedup", "project")
 DEDUP_WINDOW = timedelta(days=1)
 POLL_SECONDS = 0.02
 
@@ -309,8 +310,8 @@ class Bench:
             command.append(f"bench_ingest_{self.run}_{name.replace('-', '_')}")
         return await self._measure(command, output, group, {})
 
-    async def project(self, attempt: int) -> Figures:
-        name = f"project-{attempt}"
+    async def project(self, attempt: int, checkout: Path = REPO, label: str = "project") -> Figures:
+        name = f"{label}-{attempt}"
         output, group = f"bench.ingest.{self.run}.{name}", f"bench-ingest-{self.run}-{name}"
         env = {
             "MONGODB_DATABASE": f"bench_ingest_{self.run}_{name.replace('-', '_')}",
@@ -320,17 +321,19 @@ class Bench:
             "INGEST_HTTP_PORT": str(free_port()),
             "INGEST_BATCH_MAX_RECORDS": str(self.batch),
         }
-        return await self._measure([sys.executable, "-m", "services.ingest"], output, group, env)
+        return await self._measure([sys.executable, "-m", "services.ingest"], output, group, env, checkout)
 
-    async def _measure(self, command: list[str], output: str, group: str, env: dict[str, str]) -> Figures:
+    async def _measure(
+        self, command: list[str], output: str, group: str, env: dict[str, str], checkout: Path = REPO
+    ) -> Figures:
         """Run one variant as its own process; time it and take its CPU from outside, reading Kafka only."""
         await create_output(self.bootstrap, output, self.partitions)
         completion = Completion(self.bootstrap)
         await completion.start()
         process = await asyncio.create_subprocess_exec(
             *command,
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO), **env},
+            cwd=checkout,
+            env={**os.environ, "PYTHONPATH": str(checkout), **env},
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -364,17 +367,19 @@ class Bench:
             await client.close()
 
 
-async def measure(bench: Bench, repeat: int) -> dict[str, list[Figures]]:
+async def measure(bench: Bench, repeat: int, compare: Path | None) -> dict[str, list[Figures]]:
     runs: dict[str, Callable[[int], Awaitable[Figures]]] = {
         "raw": lambda attempt: bench.raw(attempt, dedup=False),
         "raw+dedup": lambda attempt: bench.raw(attempt, dedup=True),
         "project": bench.project,
     }
-    figures: dict[str, list[Figures]] = {variant: [] for variant in VARIANTS}
+    if compare is not None:
+        runs["compare"] = lambda attempt: bench.project(attempt, compare, "compare")
+    figures: dict[str, list[Figures]] = {variant: [] for variant in runs}
     await prepare(bench.bootstrap, bench.source, bench.partitions, bench.records, bench.run)
     for attempt in range(repeat):
-        for variant in VARIANTS:
-            result = await runs[variant](attempt)
+        for variant, run in runs.items():
+            result = await run(attempt)
             figures[variant].append(result)
             print(
                 f"  {variant:<10} #{attempt + 1}: {result.rate(bench.records):7.0f} records/s,"
@@ -410,6 +415,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100, help="records per batch, for every variant")
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0, help="per variant and repeat")
+    parser.add_argument(
+        "--compare", type=Path, help="another checkout of the project (git archive), measured as 'compare'"
+    )
     args = parser.parse_args()
     run = uuid.uuid4().hex[:8]
     bench = Bench(
@@ -428,11 +436,11 @@ def main() -> int:
         f" medians of {args.repeat}"
     )
     try:
-        figures = asyncio.run(measure(bench, args.repeat))
+        figures = asyncio.run(measure(bench, args.repeat, args.compare))
     finally:
         asyncio.run(bench.cleanup())
-    rates = {variant: statistics.median(f.rate(args.records) for f in figures[variant]) for variant in VARIANTS}
-    for variant in VARIANTS:
+    rates = {variant: statistics.median(f.rate(args.records) for f in runs) for variant, runs in figures.items()}
+    for variant in figures:
         cpu = statistics.median(f.cpu_seconds for f in figures[variant]) * 1e6 / args.records
         print(f"{variant:<10} {rates[variant]:7.0f} records/s  {cpu:6.0f} us CPU/record")
     print(
