@@ -9,6 +9,7 @@ rewinds the batch, which then re-publishes at most what was not remembered.
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -102,9 +103,7 @@ class RawIncidentConsumer:
         invalid = [(item, item.outcome.reason) for item in items if isinstance(item.outcome, Invalid)]
         refused = [(item, reason) for incident, item in fresh if (reason := refusals.get(incident.incident_key))]
         await asyncio.gather(*(self._dead_letters.send(item.record, reason) for item, reason in invalid + refused))
-        keys = {incident.incident_key for incident in published}
-        for item in items:
-            self._count(item, keys, set(refusals))
+        self._count(items, {incident.incident_key for incident in published}, set(refusals))
 
     async def _fresh(
         self, items: list[ClassifiedRecord], now: datetime
@@ -144,20 +143,45 @@ class RawIncidentConsumer:
             headers={"content-type": "application/json", "event-id": str(incident.event_id)},
         )
 
-    def _count(self, item: ClassifiedRecord, published: set[str], refused: set[str]) -> None:
-        outcome, source, metrics = item.outcome, item.source_label, self._metrics
-        if isinstance(outcome, Accepted):
-            keys = [incident.incident_key for incident in outcome.incidents]
-            new = [key for key in keys if key in published]
-            published.difference_update(new)  # a key repeated later in the batch counts as a duplicate there
-            unpublishable = [key for key in keys if key in refused]
-            label = "accepted" if new else "invalid" if unpublishable else "duplicate"
-            metrics.events_received.labels(source, label).inc()
-            metrics.incidents_published.labels(source).inc(len(new))
-            metrics.incidents_suppressed.labels(source).inc(len(keys) - len(new) - len(unpublishable))
-            log.info("%s record: published %s; duplicates: %d", source, ", ".join(new) or "none", len(keys) - len(new))
-        elif isinstance(outcome, Ignored):
-            metrics.events_received.labels(source, "ignored").inc()
-            log.info("ignored a %s event: %s", source, outcome.reason)
-        else:
-            metrics.events_received.labels(source, "invalid").inc()
+    def _count(self, items: list[ClassifiedRecord], published: set[str], refused: set[str]) -> None:
+        """Metrics and log lines for the batch: each counter moved once per label set, one log line per outcome.
+
+        Per record they cost about as much CPU as the rest of ingest's own work on it (an alert storm is thousands).
+        """
+        received: Counter[tuple[str, str]] = Counter()
+        sent: Counter[str] = Counter()
+        suppressed: Counter[str] = Counter()
+        new_keys: list[str] = []
+        ignored: Counter[tuple[str, str]] = Counter()
+        for item in items:
+            outcome, source = item.outcome, item.source_label
+            if isinstance(outcome, Accepted):
+                keys = [incident.incident_key for incident in outcome.incidents]
+                new = [key for key in keys if key in published]
+                published.difference_update(new)  # a key repeated later in the batch counts as a duplicate there
+                unpublishable = sum(key in refused for key in keys)
+                received[source, "accepted" if new else "invalid" if unpublishable else "duplicate"] += 1
+                sent[source] += len(new)
+                suppressed[source] += len(keys) - len(new) - unpublishable
+                new_keys += new
+            elif isinstance(outcome, Ignored):
+                received[source, "ignored"] += 1
+                ignored[source, outcome.reason] += 1
+            else:
+                received[source, "invalid"] += 1
+        metrics = self._metrics
+        for (source, label), count in received.items():
+            metrics.events_received.labels(source, label).inc(count)
+        for source, count in sent.items():
+            metrics.incidents_published.labels(source).inc(count)
+        for source, count in suppressed.items():
+            metrics.incidents_suppressed.labels(source).inc(count)
+        if sent or suppressed:
+            log.info(
+                "published %d incidents (%s); duplicates: %d",
+                len(new_keys),
+                ", ".join(new_keys) or "none",
+                sum(suppressed.values()),
+            )
+        for (source, reason), count in ignored.items():
+            log.info("ignored %d %s event(s): %s", count, source, reason)
