@@ -123,25 +123,37 @@ class RawIncidentConsumer:
     async def _publish(self, fresh: Fresh) -> dict[str, str]:
         """Publish together (the producer batches them); the incidents Kafka refused for good, with why.
 
-        An outage is raised once every publish has ended, so what was acknowledged is remembered by nobody and
-        re-published on redelivery: a duplicate that review recognises, never a loss.
+        Each publish is only handed to the producer here (``no_confirm``), then every acknowledgement is awaited at
+        once: the same ``acks=all`` writes in flight together, without a task per incident. An outage is raised once
+        every publish has ended, so what was acknowledged is remembered by nobody and re-published on redelivery: a
+        duplicate that review recognises, never a loss.
         """
-        outcomes = await asyncio.gather(*(self._publish_one(incident) for incident, _ in fresh), return_exceptions=True)
+        sends = [await self._send(incident) for incident, _ in fresh]
+        pending = [send for send in sends if asyncio.isfuture(send)]
+        if pending:
+            await asyncio.wait(pending)
         refusals: dict[str, str] = {}
-        for (incident, _), outcome in zip(fresh, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                if is_outage(outcome) or not isinstance(outcome, Exception):
-                    raise outcome
-                refusals[incident.incident_key] = f"IncidentClosed could not be published: {describe(outcome)}"
+        for (incident, _), send in zip(fresh, sends, strict=True):
+            failure = send.exception() if asyncio.isfuture(send) else send
+            if isinstance(failure, BaseException):
+                if is_outage(failure) or not isinstance(failure, Exception):
+                    raise failure
+                refusals[incident.incident_key] = f"IncidentClosed could not be published: {describe(failure)}"
         return refusals
 
-    async def _publish_one(self, incident: IncidentClosed) -> None:
-        await self._broker.publish(
-            incident.model_dump_json().encode(),
-            topic=self._closed_topic,
-            key=incident.incident_key.encode(),
-            headers={"content-type": "application/json", "event-id": str(incident.event_id)},
-        )
+    async def _send(self, incident: IncidentClosed) -> "asyncio.Future[Any] | Exception | None":
+        """The acknowledgement to await (``None`` from the in-memory test broker), or why the producer refused it."""
+        try:
+            sent: asyncio.Future[Any] | None = await self._broker.publish(
+                incident.model_dump_json().encode(),
+                topic=self._closed_topic,
+                key=incident.incident_key.encode(),
+                headers={"content-type": "application/json", "event-id": str(incident.event_id)},
+                no_confirm=True,
+            )
+        except Exception as exc:
+            return exc
+        return sent
 
     def _count(self, items: list[ClassifiedRecord], published: set[str], refused: set[str]) -> None:
         """Metrics and log lines for the batch: each counter moved once per label set, one log line per outcome.
