@@ -172,7 +172,7 @@ class RemediationVerifier:
             self._ask(asked.observed), self._ask(asked.baseline), self._ask(asked.coverage)
         )
         recurrences = (
-            await self._recurrences.times_of(request.review_id)
+            await self._recurrences.linked_to(request.review_id)
             if request.plan.method is VerificationMethod.RECURRENCE
             else ()
         )

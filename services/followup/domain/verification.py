@@ -12,7 +12,8 @@ asks the same questions and gets the same answer unless the data itself changed.
   evidence). ``$window`` in the expression stands for the window's length, e.g. ``max_over_time(x[$window])``.
 - ``alert``: ``max_over_time(ALERTS{alertname=..., alertstate="firing", <matchers>}[window])`` at ``window_end`` must
   select nothing; Prometheus must hold samples of ``up`` over the window, else "no alert" proves nothing.
-- ``recurrence``: no review linked as a recurrence of this one (``ReviewRecurred``) during the window.
+- ``recurrence``: no review linked as a recurrence of this one (``ReviewRecurred``) during the window; a verdict
+  against it names the recurring reviews, so the auditor can open them.
 - ``manual``: not evaluated here: the verifier records the verdict (and ``EffectivenessCheckDue`` reminds them).
 
 An unanswered question makes the verdict ``inconclusive`` with the reason; the next attempt comes after a capped
@@ -53,6 +54,7 @@ LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = frozenset({"alertname", "alertstate"})
 MAX_DETAIL_CHARS = 2_000
 MAX_EXPRESSION_CHARS = MAX_QUERY_CHARS + 200
+MAX_NAMED_RECURRENCES = 5  # the detail names this many recurring reviews, then counts the rest
 
 COMPARE: Mapping[Comparison, Callable[[float, float], bool]] = {
     Comparison.LT: operator.lt,
@@ -261,6 +263,15 @@ class Answers:
 
 
 @dataclass(frozen=True)
+class LinkedRecurrence:
+    """A later review that review linked as a recurrence of the verified one, and when it did."""
+
+    review_id: str
+    incident_key: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Judgement:
     verdict: Verdict
     evidence: Evidence
@@ -270,10 +281,10 @@ def judge(
     request: VerificationRequest,
     asked: Questions,
     answers: Answers,
-    recurrences: tuple[datetime, ...],
+    recurrences: tuple[LinkedRecurrence, ...],
     judged_at: datetime,
 ) -> Judgement:
-    """The verdict on one attempt. ``recurrences``: when reviews were linked as recurrences of this one (any time)."""
+    """The verdict on one attempt. ``recurrences``: the reviews linked as recurrences of this one (any time)."""
     plan = request.plan
     if plan.method is VerificationMethod.RECURRENCE:
         return _recurrence(request, recurrences, judged_at)
@@ -333,9 +344,14 @@ def _alert(evidence: dict[str, object], answers: Answers) -> Judgement:
     return _judgement(Verdict.EFFECTIVE, evidence, "the alert did not fire during the window")
 
 
-def _recurrence(request: VerificationRequest, recurrences: tuple[datetime, ...], judged_at: datetime) -> Judgement:
-    within = sorted(moment for moment in recurrences if request.window_start <= moment <= request.window_end)
-    before = [moment for moment in recurrences if request.done_at - request.window <= moment < request.done_at]
+def _recurrence(
+    request: VerificationRequest, recurrences: tuple[LinkedRecurrence, ...], judged_at: datetime
+) -> Judgement:
+    within = sorted(
+        (one for one in recurrences if request.window_start <= one.at <= request.window_end),
+        key=lambda one: (one.at, one.review_id),
+    )
+    before = [one for one in recurrences if request.done_at - request.window <= one.at < request.done_at]
     evidence = {
         "method": VerificationMethod.RECURRENCE,
         "judged_by": JUDGED_BY_RECURRENCE,
@@ -346,7 +362,13 @@ def _recurrence(request: VerificationRequest, recurrences: tuple[datetime, ...],
         "observed": float(len(within)),
     }
     if within:
-        detail = f"the incident recurred {len(within)} time(s) during the window, first at {within[0].isoformat()}"
+        named = "; ".join(
+            f"review {one.review_id} (incident {one.incident_key}) at {one.at.isoformat()}"
+            for one in within[:MAX_NAMED_RECURRENCES]
+        )
+        more = len(within) - MAX_NAMED_RECURRENCES
+        named += f"; and {more} more" if more > 0 else ""
+        detail = f"the incident recurred {len(within)} time(s) during the window: {named}"
         return _judgement(Verdict.NOT_EFFECTIVE, evidence, detail)
     return _judgement(Verdict.EFFECTIVE, evidence, "no recurrence of the incident was linked during the window")
 

@@ -20,6 +20,7 @@ from services.followup.domain.answers import NoAnswer, Problem, Values
 from services.followup.domain.projection import ReviewView, apply_event
 from services.followup.domain.verification import (
     Answers,
+    LinkedRecurrence,
     PlannedVerification,
     Question,
     Timing,
@@ -321,9 +322,10 @@ def test_no_alert_without_proof_that_prometheus_was_watching_is_inconclusive(ans
     assert evidence.detail == detail
 
 
-def recurrence_verdict(recurrences: tuple[datetime, ...]) -> tuple[VerificationRequest, Verdict, Evidence]:
+def recurrence_verdict(at: tuple[datetime, ...]) -> tuple[VerificationRequest, Verdict, Evidence]:
     request = planned_for(RECURRENCE).request
-    judgement = judge(request, questions(request), Answers(), recurrences, JUDGED_AT)
+    linked = tuple(LinkedRecurrence(f"r-later-{n}", f"generic:LATER-{n}", moment) for n, moment in enumerate(at))
+    judgement = judge(request, questions(request), Answers(), linked, JUDGED_AT)
     return request, judgement.verdict, judgement.evidence
 
 
@@ -337,7 +339,22 @@ def test_no_recurrence_during_the_window_is_effective_one_is_not() -> None:
     _, verdict, evidence = recurrence_verdict((during, request.window_end + DAY))
     assert verdict is Verdict.NOT_EFFECTIVE
     assert evidence.observed == 1.0
-    assert evidence.detail == f"the incident recurred 1 time(s) during the window, first at {during.isoformat()}"
+    assert evidence.detail == (
+        "the incident recurred 1 time(s) during the window: "
+        f"review r-later-0 (incident generic:LATER-0) at {during.isoformat()}"
+    )
+
+
+def test_a_verdict_against_recurrences_names_the_first_five_recurring_reviews_and_counts_the_rest() -> None:
+    request = planned_for(RECURRENCE).request
+    at = tuple(request.window_start + timedelta(hours=hours) for hours in range(7))
+    _, verdict, evidence = recurrence_verdict(tuple(reversed(at)))
+    assert verdict is Verdict.NOT_EFFECTIVE
+    assert evidence.observed == 7.0
+    # Earliest first: the last one built is the first that recurred.
+    assert evidence.detail.startswith("the incident recurred 7 time(s) during the window: review r-later-6 (")
+    assert [f"r-later-{n}" in evidence.detail for n in range(7)] == [False, False, True, True, True, True, True]
+    assert evidence.detail.endswith("; and 2 more")
 
 
 def test_each_attempt_is_its_own_event_published_with_the_same_id_whoever_fires_it() -> None:
