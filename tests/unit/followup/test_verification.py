@@ -16,7 +16,7 @@ from schemas import (
     followup_event_id,
 )
 from schemas.verification import Comparison, Evidence, Verdict, VerificationMethod, VerificationPlan
-from services.followup.domain.answers import NoAnswer, Problem, Values
+from services.followup.domain.answers import Firing, FiringAlert, NoAnswer, Problem, Values
 from services.followup.domain.projection import ReviewView, apply_event
 from services.followup.domain.verification import (
     Answers,
@@ -320,6 +320,63 @@ def test_no_alert_without_proof_that_prometheus_was_watching_is_inconclusive(ans
     verdict, evidence = alert_verdict(answers)
     assert verdict is Verdict.INCONCLUSIVE
     assert evidence.detail == detail
+
+
+def test_alertmanager_is_asked_about_the_alert_name_and_matchers() -> None:
+    asked = questions(planned_for(ALERT).request)
+    assert asked.alert_matchers == (("alertname", "CheckoutSlow"), ("service", 'check"out'))
+    assert questions(planned_for(METRIC).request).alert_matchers is None
+
+
+def firing_since(*moments: datetime) -> Firing:
+    return Firing(tuple(FiringAlert(f"fp{n}", moment) for n, moment in enumerate(moments)))
+
+
+QUIET = (Values(()), Values(()), Values((3.0,)))  # Prometheus: no alert, and it was watching
+
+
+def test_an_alert_alertmanager_reports_firing_since_before_the_window_end_is_not_effective() -> None:
+    window_end = planned_for(ALERT).request.window_end
+    started = window_end - DAY
+    verdict, evidence = alert_verdict(Answers(*QUIET, firing_since(window_end + DAY, started)))
+    assert verdict is Verdict.NOT_EFFECTIVE
+    assert evidence.observed == 1.0
+    assert evidence.detail == (
+        f"the alert fired during the window: Alertmanager reports 1 firing since {started.isoformat()}, "
+        "before the window's end"
+    )
+
+    # Proof that it fired needs no proof that Prometheus was watching.
+    verdict, evidence = alert_verdict(Answers(NoAnswer(Problem.UNREACHABLE, "t"), None, None, firing_since(started)))
+    assert verdict is Verdict.NOT_EFFECTIVE
+    assert evidence.detail.endswith("before the window's end (Prometheus: unreachable: t)")
+
+    verdict, evidence = alert_verdict(Answers(Values((1.0,)), Values(()), Values((3.0,)), firing_since(started)))
+    assert verdict is Verdict.NOT_EFFECTIVE
+    assert evidence.detail == (
+        f"the alert fired during the window (1 series); Alertmanager reports 1 firing since {started.isoformat()}"
+    )
+
+
+def test_an_alert_alertmanager_reports_only_since_after_the_window_leaves_the_verdict_to_prometheus() -> None:
+    after = planned_for(ALERT).request.window_end + timedelta(seconds=1)
+    verdict, evidence = alert_verdict(Answers(*QUIET, firing_since(after)))
+    assert verdict is Verdict.EFFECTIVE
+    assert evidence.observed == 0.0
+    assert evidence.detail == (
+        "the alert did not fire during the window "
+        "(nor does Alertmanager report it firing since before the window's end)"
+    )
+    verdict, evidence = alert_verdict(Answers(*QUIET))  # no Alertmanager configured
+    assert (verdict, evidence.detail) == (Verdict.EFFECTIVE, "the alert did not fire during the window")
+
+
+def test_an_alertmanager_that_does_not_answer_keeps_no_alert_in_prometheus_inconclusive() -> None:
+    verdict, evidence = alert_verdict(Answers(*QUIET, NoAnswer(Problem.UNREACHABLE, "ConnectError: refused")))
+    assert verdict is Verdict.INCONCLUSIVE
+    assert evidence.detail == (
+        "unreachable: Alertmanager: ConnectError: refused (Prometheus saw no alert during the window)"
+    )
 
 
 def recurrence_verdict(at: tuple[datetime, ...]) -> tuple[VerificationRequest, Verdict, Evidence]:
