@@ -20,7 +20,7 @@ MAX_MATCHERS = 20
 
 class VerificationMethod(StrEnum):
     METRIC = "metric"  # a PromQL expression compared with a threshold over a window after the change
-    ALERT = "alert"  # an alert that must not fire during the window (Prometheus' ALERTS series)
+    ALERT = "alert"  # an alert that must not fire during the window (Prometheus' ALERTS series; Alertmanager too)
     RECURRENCE = "recurrence"  # no new incident matching this review during the window
     MANUAL = "manual"  # the verifier records the verdict and the evidence
 

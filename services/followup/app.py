@@ -17,6 +17,7 @@ from servicekit.clock import Clock, SystemClock
 from servicekit.dead_letters import DeadLetters
 from servicekit.lifecycle import BrokerStarter, mongo_client
 from servicekit.ops import kafka_reachable, mongodb_reachable, ops_router
+from services.followup.alertmanager import AlertmanagerClient
 from services.followup.handlers import ReviewEventConsumer
 from services.followup.metrics import FollowupMetrics
 from services.followup.ports import BacklogCounter
@@ -24,7 +25,13 @@ from services.followup.prometheus import PrometheusClient
 from services.followup.recurrences import RecurrenceRepository
 from services.followup.review_views import ReviewViewRepository
 from services.followup.scheduler import TimerScheduler, counting_sweeps, kafka_publisher
-from services.followup.settings import FollowupSettings, KafkaSettings, MongoSettings, PrometheusSettings
+from services.followup.settings import (
+    AlertmanagerSettings,
+    FollowupSettings,
+    KafkaSettings,
+    MongoSettings,
+    PrometheusSettings,
+)
 from services.followup.timers_store import TimerRepository
 from services.followup.tracker import ReviewTracker
 from services.followup.verification_timers import VerificationTimerRepository
@@ -85,11 +92,14 @@ def create_app(
     settings: FollowupSettings | None = None,
     clock: Clock | None = None,
     prometheus: PrometheusSettings | None = None,
+    *,
+    alertmanager: AlertmanagerSettings | None = None,
 ) -> FastAPI:
     kafka = kafka or KafkaSettings()
     mongo = mongo or MongoSettings()
     settings = settings or FollowupSettings()
     prometheus = prometheus or PrometheusSettings()
+    alertmanager = alertmanager or AlertmanagerSettings()
     clock = clock or SystemClock()
     metrics = FollowupMetrics.create(backlog_recount=timedelta(seconds=settings.backlog_recount_seconds))
     client = mongo_client(mongo)
@@ -119,6 +129,7 @@ def create_app(
         after_sweep=counting_sweeps(metrics, views),
     )
     prometheus_client = PrometheusClient(prometheus)
+    alertmanager_client = AlertmanagerClient(alertmanager)
     verifier = RemediationVerifier(
         verification_timers,
         views,
@@ -130,6 +141,7 @@ def create_app(
         lease=timedelta(seconds=settings.lease_seconds),
         batch_size=settings.sweep_batch_size,
         metrics=metrics.verifications,
+        alertmanager=alertmanager_client,
     )
 
     @asynccontextmanager
@@ -157,6 +169,7 @@ def create_app(
                         await task
             await starter.stop()
             await prometheus_client.close()
+            await alertmanager_client.close()
             await client.close()
 
     app = FastAPI(title="incident-lessons follow-up", lifespan=lifespan)

@@ -14,9 +14,11 @@ from typing import Any
 import httpx
 
 from services.followup.domain.answers import Answer, NoAnswer, Problem, Values
+from services.followup.judge_http import AnswerTooLargeError, bounded_body, judge_client
 from services.followup.settings import PrometheusSettings
 
 QUERY_PATH = "/api/v1/query"
+MAX_RESPONSE_SETTING = "FOLLOWUP_PROMETHEUS_MAX_RESPONSE_BYTES"
 # Prometheus' own error text can be long (it quotes the expression): the reason keeps its start.
 MAX_DETAIL_CHARS = 500
 
@@ -27,17 +29,11 @@ class PrometheusClient:
     def __init__(self, settings: PrometheusSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._settings = settings
         self._url = None if settings.url is None else settings.url.rstrip("/") + QUERY_PATH
-        auth: httpx.Auth | None = None
-        headers = {"Accept": "application/json"}
-        if settings.username is not None and settings.password is not None:
-            auth = httpx.BasicAuth(settings.username, settings.password.get_secret_value())
-        if settings.bearer_token is not None:
-            headers["Authorization"] = f"Bearer {settings.bearer_token.get_secret_value()}"
-        self._http = httpx.AsyncClient(
-            auth=auth,
-            headers=headers,
-            timeout=httpx.Timeout(settings.timeout_seconds),
-            follow_redirects=False,
+        self._http = judge_client(
+            username=settings.username,
+            password=settings.password,
+            bearer_token=settings.bearer_token,
+            timeout_seconds=settings.timeout_seconds,
             transport=transport,
         )
 
@@ -64,29 +60,16 @@ class PrometheusClient:
                 status, body = await self._post(self._url, form)
         except TimeoutError:
             return NoAnswer(Problem.UNREACHABLE, f"no answer within {self._settings.timeout_seconds:g}s")
-        except _TooLargeError as exc:
+        except AnswerTooLargeError as exc:
             return NoAnswer(Problem.QUERY_ERROR, str(exc))
         except httpx.HTTPError as exc:
             return NoAnswer(Problem.UNREACHABLE, f"{type(exc).__name__}: {_short(str(exc)) or 'connection failed'}")
         return _answer(status, body)
 
     async def _post(self, url: str, form: dict[str, str]) -> tuple[int, bytes]:
-        limit = self._settings.max_response_bytes
         async with self._http.stream("POST", url, data=form) as response:
-            declared = response.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > limit:
-                raise _TooLargeError(limit)
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise _TooLargeError(limit)
-            return response.status_code, bytes(body)
-
-
-class _TooLargeError(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the answer is larger than {limit} bytes (FOLLOWUP_PROMETHEUS_MAX_RESPONSE_BYTES)")
+            body = await bounded_body(response, self._settings.max_response_bytes, MAX_RESPONSE_SETTING)
+            return response.status_code, body
 
 
 def _answer(status: int, body: bytes) -> Answer:

@@ -7,7 +7,6 @@ review's partition with a compare-and-set on the review's version, which a secon
 without losing one of the two changes.
 """
 
-from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING
@@ -16,6 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from schemas import ReviewRecurred
+from services.followup.domain.verification import LinkedRecurrence
 
 RECURRENCES = "followup_recurrences"
 
@@ -42,7 +42,13 @@ class RecurrenceRepository:
         except DuplicateKeyError:
             return  # recorded already: a redelivery
 
-    async def times_of(self, earlier_review_id: str) -> tuple[datetime, ...]:
-        """When reviews were linked as recurrences of ``earlier_review_id``, earliest first."""
-        cursor = self.recurrences.find({"earlier_review_id": earlier_review_id}, {"occurred_at": 1})
-        return tuple(sorted(document["occurred_at"] for document in await cursor.to_list()))
+    async def linked_to(self, earlier_review_id: str) -> tuple[LinkedRecurrence, ...]:
+        """The reviews linked as recurrences of ``earlier_review_id``, earliest first."""
+        cursor = self.recurrences.find(
+            {"earlier_review_id": earlier_review_id}, {"review_id": 1, "incident_key": 1, "occurred_at": 1}
+        )
+        linked = (
+            LinkedRecurrence(document["review_id"], document["incident_key"], document["occurred_at"])
+            for document in await cursor.to_list()
+        )
+        return tuple(sorted(linked, key=lambda one: (one.at, one.review_id)))

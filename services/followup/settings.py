@@ -19,7 +19,7 @@ from servicekit.service_settings import ServiceSettings
 from services.followup.domain.policy import EscalationLevel, FollowupPolicy
 from services.followup.domain.verification import Timing, VerificationPolicy
 
-__all__ = ["FollowupSettings", "KafkaSettings", "MongoSettings", "PrometheusSettings"]
+__all__ = ["AlertmanagerSettings", "FollowupSettings", "KafkaSettings", "MongoSettings", "PrometheusSettings"]
 
 
 class EscalationLevelSetting(BaseModel):
@@ -134,8 +134,35 @@ class PrometheusSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_kind_of_auth(self) -> "PrometheusSettings":
-        if self.bearer_token is not None and (self.username is not None or self.password is not None):
-            raise ValueError("set either FOLLOWUP_PROMETHEUS_BEARER_TOKEN or a username and password, not both")
-        if (self.username is None) != (self.password is None):
-            raise ValueError("basic auth needs both FOLLOWUP_PROMETHEUS_USERNAME and FOLLOWUP_PROMETHEUS_PASSWORD")
+        _check_auth("FOLLOWUP_PROMETHEUS_", self.username, self.password, self.bearer_token)
         return self
+
+
+class AlertmanagerSettings(BaseSettings):
+    """An Alertmanager that alert verifications also ask (``FOLLOWUP_ALERTMANAGER_`` settings); optional.
+
+    Its API (``GET /api/v2/alerts``) tells which alerts are unresolved now, not what fired over a window: an alert it
+    reports firing since before a window's end proves the alert fired during the window; "none" proves nothing, so
+    absence is still judged from Prometheus' ``ALERTS``. Unset, only Prometheus is asked.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FOLLOWUP_ALERTMANAGER_")
+
+    url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    username: str | None = None
+    password: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _one_kind_of_auth(self) -> "AlertmanagerSettings":
+        _check_auth("FOLLOWUP_ALERTMANAGER_", self.username, self.password, self.bearer_token)
+        return self
+
+
+def _check_auth(prefix: str, username: str | None, password: SecretStr | None, bearer: SecretStr | None) -> None:
+    if bearer is not None and (username is not None or password is not None):
+        raise ValueError(f"set either {prefix}BEARER_TOKEN or a username and password, not both")
+    if (username is None) != (password is None):
+        raise ValueError(f"basic auth needs both {prefix}USERNAME and {prefix}PASSWORD")

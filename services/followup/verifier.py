@@ -2,13 +2,15 @@
 
 ``VerificationTracking`` runs after each tracked review event: it records recurrences (for the earlier review) and
 reconciles the review's verification timers to what its view plans. ``RemediationVerifier.sweep_once(now)`` claims
-due attempts with a lease (``verification_timers``), asks Prometheus (or the recorded recurrences), judges, stores
+due attempts with a lease (``verification_timers``), asks Prometheus (and Alertmanager, when one is configured, for
+alert verifications; or the recorded recurrences), judges, stores
 the event on the timer, publishes it to ``followups.events``, adds the next attempt when the answer was
 ``inconclusive``, and marks the attempt fired.
 
 A replica killed mid-evaluation leaves its lease to run out; the next one evaluates the attempt again and publishes
 under the same event id (the attempt's timer id names it). It asks about the same moments (window end, done time),
-so its verdict differs only if Prometheus' data did (late samples, or Prometheus unreachable the first time).
+so its verdict differs only if Prometheus' data did (late samples, or Prometheus unreachable the first time), or, for an
+alert, if Alertmanager's alerts did (it only answers about the present).
 Once an evaluation's event is stored on the timer, whoever fires it publishes exactly those bytes.
 """
 
@@ -24,7 +26,8 @@ from schemas import AnyReviewEvent, RemediationVerified, ReviewRecurred
 from schemas.verification import Verdict, VerificationMethod
 from servicekit.clock import Clock
 from servicekit.passes import repeat_passes
-from services.followup.domain.answers import Answer
+from services.followup.alertmanager import AlertmanagerClient
+from services.followup.domain.answers import AlertsAnswer, Answer
 from services.followup.domain.projection import ReviewView
 from services.followup.domain.verification import (
     Answers,
@@ -98,11 +101,13 @@ class RemediationVerifier:
         lease: timedelta,
         batch_size: int,
         metrics: VerificationMetrics | None = None,
+        alertmanager: AlertmanagerClient | None = None,
     ) -> None:
         self._timers = timers
         self._views = views
         self._recurrences = recurrences
         self._prometheus = prometheus
+        self._alertmanager = alertmanager
         self._publish = publish
         self._policy = policy
         self.replica_id = replica_id
@@ -168,20 +173,28 @@ class RemediationVerifier:
         self, request: VerificationRequest, timer: ClaimedVerification, now: datetime
     ) -> RemediationVerified:
         asked = questions(request)
-        observed, baseline, coverage = await asyncio.gather(
-            self._ask(asked.observed), self._ask(asked.baseline), self._ask(asked.coverage)
+        observed, baseline, coverage, firing_now = await asyncio.gather(
+            self._ask(asked.observed),
+            self._ask(asked.baseline),
+            self._ask(asked.coverage),
+            self._ask_alertmanager(asked.alert_matchers),
         )
         recurrences = (
-            await self._recurrences.times_of(request.review_id)
+            await self._recurrences.linked_to(request.review_id)
             if request.plan.method is VerificationMethod.RECURRENCE
             else ()
         )
         judged_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        judgement = judge(request, asked, Answers(observed, baseline, coverage), recurrences, judged_at)
+        judgement = judge(request, asked, Answers(observed, baseline, coverage, firing_now), recurrences, judged_at)
         return remediation_verified(request, timer.attempt, timer.due_at, judgement)
 
     async def _ask(self, question: Question | None) -> Answer | None:
         return None if question is None else await self._prometheus.instant(question.expression, question.at)
+
+    async def _ask_alertmanager(self, matchers: tuple[tuple[str, str], ...] | None) -> AlertsAnswer | None:
+        if matchers is None or self._alertmanager is None or not self._alertmanager.configured:
+            return None
+        return await self._alertmanager.firing(matchers)
 
     async def run(self, clock: Clock, interval_seconds: float) -> None:
 

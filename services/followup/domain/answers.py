@@ -1,10 +1,12 @@
-"""What Prometheus answered to one instant query, as the judge sees it: values, or the reason there are none.
+"""What Prometheus answered to one instant query, and Alertmanager to "which of these alerts fire now", as the judge
+sees them: values or alerts, or the reason there are none.
 
-The adapter (``services.followup.prometheus``) classifies every failure into one of these problems, so the judge can
-say ``inconclusive`` with a reason an operator can act on.
+The adapters (``services.followup.prometheus``, ``services.followup.alertmanager``) classify every failure into one of
+these problems, so the judge can say ``inconclusive`` with a reason an operator can act on.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -28,3 +30,21 @@ class NoAnswer:
 
 
 Answer = Values | NoAnswer
+
+
+@dataclass(frozen=True)
+class FiringAlert:
+    """One alert Alertmanager holds unresolved: firing continuously since ``starts_at``."""
+
+    fingerprint: str
+    starts_at: datetime
+
+
+@dataclass(frozen=True)
+class Firing:
+    """The matching alerts Alertmanager reported unresolved when asked (silenced and inhibited ones included)."""
+
+    alerts: tuple[FiringAlert, ...]
+
+
+AlertsAnswer = Firing | NoAnswer

@@ -11,8 +11,13 @@ asks the same questions and gets the same answer unless the data itself changed.
 - ``metric``: the expression at ``window_end`` (observed) compared with the threshold; at ``done_at`` (baseline, as
   evidence). ``$window`` in the expression stands for the window's length, e.g. ``max_over_time(x[$window])``.
 - ``alert``: ``max_over_time(ALERTS{alertname=..., alertstate="firing", <matchers>}[window])`` at ``window_end`` must
-  select nothing; Prometheus must hold samples of ``up`` over the window, else "no alert" proves nothing.
-- ``recurrence``: no review linked as a recurrence of this one (``ReviewRecurred``) during the window.
+  select nothing; Prometheus must hold samples of ``up`` over the window, else "no alert" proves nothing. With an
+  Alertmanager configured, it is also asked which matching alerts are unresolved at the attempt: one firing since
+  before ``window_end`` fired during the window (it may come from a source Prometheus' ``ALERTS`` does not hold). It
+  only knows the present, so it can prove that the alert fired, never that it did not: that stays Prometheus' answer,
+  and an Alertmanager that does not answer makes an otherwise ``effective`` verdict ``inconclusive``.
+- ``recurrence``: no review linked as a recurrence of this one (``ReviewRecurred``) during the window; a verdict
+  against it names the recurring reviews, so the auditor can open them.
 - ``manual``: not evaluated here: the verifier records the verdict (and ``EffectivenessCheckDue`` reminds them).
 
 An unanswered question makes the verdict ``inconclusive`` with the reason; the next attempt comes after a capped
@@ -42,7 +47,7 @@ from schemas.verification import (
     VerificationMethod,
     VerificationPlan,
 )
-from services.followup.domain.answers import Answer, NoAnswer, Problem, Values
+from services.followup.domain.answers import AlertsAnswer, Answer, Firing, NoAnswer, Problem, Values
 from services.followup.domain.projection import DROPPED_STATUSES, ActionItemView, ReviewView
 
 JUDGED_BY_PROMETHEUS = "followup/prometheus"
@@ -53,6 +58,7 @@ LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = frozenset({"alertname", "alertstate"})
 MAX_DETAIL_CHARS = 2_000
 MAX_EXPRESSION_CHARS = MAX_QUERY_CHARS + 200
+MAX_NAMED_RECURRENCES = 5  # the detail names this many recurring reviews, then counts the rest
 
 COMPARE: Mapping[Comparison, Callable[[float, float], bool]] = {
     Comparison.LT: operator.lt,
@@ -221,6 +227,8 @@ class Questions:
     baseline: Question | None = None
     coverage: Question | None = None
     invalid: str | None = None  # the plan cannot be turned into a query (e.g. a malformed matcher label)
+    # alert: the label matchers (equality) to ask Alertmanager about, when one is configured.
+    alert_matchers: tuple[tuple[str, str], ...] | None = None
 
 
 def questions(request: VerificationRequest) -> Questions:
@@ -242,6 +250,7 @@ def questions(request: VerificationRequest) -> Questions:
             observed=Question(expression, request.window_end),
             baseline=Question(expression, request.done_at),  # the same length of time before the change
             coverage=Question(f"count(count_over_time(up[{seconds}]))", request.window_end),
+            alert_matchers=(("alertname", plan.alert_name), *sorted(plan.alert_matchers.items())),
         )
     return Questions()
 
@@ -258,6 +267,16 @@ class Answers:
     observed: Answer | None = None
     baseline: Answer | None = None
     coverage: Answer | None = None
+    firing_now: AlertsAnswer | None = None  # Alertmanager's; None: none is configured, so it was not asked
+
+
+@dataclass(frozen=True)
+class LinkedRecurrence:
+    """A later review that review linked as a recurrence of the verified one, and when it did."""
+
+    review_id: str
+    incident_key: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -270,10 +289,10 @@ def judge(
     request: VerificationRequest,
     asked: Questions,
     answers: Answers,
-    recurrences: tuple[datetime, ...],
+    recurrences: tuple[LinkedRecurrence, ...],
     judged_at: datetime,
 ) -> Judgement:
-    """The verdict on one attempt. ``recurrences``: when reviews were linked as recurrences of this one (any time)."""
+    """The verdict on one attempt. ``recurrences``: the reviews linked as recurrences of this one (any time)."""
     plan = request.plan
     if plan.method is VerificationMethod.RECURRENCE:
         return _recurrence(request, recurrences, judged_at)
@@ -291,7 +310,7 @@ def judge(
         reason = asked.invalid or "nothing to evaluate"
         return _judgement(Verdict.INCONCLUSIVE, evidence, f"{Problem.QUERY_ERROR}: {reason}")
     if plan.method is VerificationMethod.ALERT:
-        return _alert(evidence, answers)
+        return _alert(evidence, answers, request.window_end)
     return _metric(plan, evidence, answers)
 
 
@@ -311,16 +330,30 @@ def _metric(plan: VerificationPlan, evidence: dict[str, object], answers: Answer
     return _judgement(verdict, evidence, detail)
 
 
-def _alert(evidence: dict[str, object], answers: Answers) -> Judgement:
+def _alert(evidence: dict[str, object], answers: Answers, window_end: datetime) -> Judgement:
     fired = answers.observed
-    if not isinstance(fired, Values):
-        return _judgement(Verdict.INCONCLUSIVE, evidence, _unanswered(fired))
     before = answers.baseline
     evidence["baseline"] = float(len(before.values)) if isinstance(before, Values) else None
-    if fired.values:
+    firing_now = answers.firing_now
+    # Unresolved since before the window's end: it fired during the window (and still does).
+    since = (
+        sorted(alert.starts_at for alert in firing_now.alerts if alert.starts_at <= window_end)
+        if isinstance(firing_now, Firing)
+        else []
+    )
+    alertmanager = f"Alertmanager reports {len(since)} firing since {since[0].isoformat()}" if since else ""
+    if isinstance(fired, Values) and fired.values:
         evidence["observed"] = float(len(fired.values))
         detail = f"the alert fired during the window ({len(fired.values)} series)"
+        return _judgement(Verdict.NOT_EFFECTIVE, evidence, f"{detail}; {alertmanager}" if since else detail)
+    if since:
+        evidence["observed"] = float(len(since))
+        detail = f"the alert fired during the window: {alertmanager}, before the window's end"
+        if not isinstance(fired, Values):
+            detail += f" (Prometheus: {_unanswered(fired)})"
         return _judgement(Verdict.NOT_EFFECTIVE, evidence, detail)
+    if not isinstance(fired, Values):
+        return _judgement(Verdict.INCONCLUSIVE, evidence, _unanswered(fired))
     coverage = answers.coverage
     if not isinstance(coverage, Values) or not coverage.values:
         why = (
@@ -329,13 +362,24 @@ def _alert(evidence: dict[str, object], answers: Answers) -> Judgement:
             else f"{Problem.NO_DATA}: Prometheus holds no samples of up during the window (down, or not kept)"
         )
         return _judgement(Verdict.INCONCLUSIVE, evidence, why)
+    if isinstance(firing_now, NoAnswer):
+        why = f"{firing_now.problem}: Alertmanager: {firing_now.detail} (Prometheus saw no alert during the window)"
+        return _judgement(Verdict.INCONCLUSIVE, evidence, why)
     evidence["observed"] = 0.0
-    return _judgement(Verdict.EFFECTIVE, evidence, "the alert did not fire during the window")
+    detail = "the alert did not fire during the window"
+    if firing_now is not None:
+        detail += " (nor does Alertmanager report it firing since before the window's end)"
+    return _judgement(Verdict.EFFECTIVE, evidence, detail)
 
 
-def _recurrence(request: VerificationRequest, recurrences: tuple[datetime, ...], judged_at: datetime) -> Judgement:
-    within = sorted(moment for moment in recurrences if request.window_start <= moment <= request.window_end)
-    before = [moment for moment in recurrences if request.done_at - request.window <= moment < request.done_at]
+def _recurrence(
+    request: VerificationRequest, recurrences: tuple[LinkedRecurrence, ...], judged_at: datetime
+) -> Judgement:
+    within = sorted(
+        (one for one in recurrences if request.window_start <= one.at <= request.window_end),
+        key=lambda one: (one.at, one.review_id),
+    )
+    before = [one for one in recurrences if request.done_at - request.window <= one.at < request.done_at]
     evidence = {
         "method": VerificationMethod.RECURRENCE,
         "judged_by": JUDGED_BY_RECURRENCE,
@@ -346,7 +390,13 @@ def _recurrence(request: VerificationRequest, recurrences: tuple[datetime, ...],
         "observed": float(len(within)),
     }
     if within:
-        detail = f"the incident recurred {len(within)} time(s) during the window, first at {within[0].isoformat()}"
+        named = "; ".join(
+            f"review {one.review_id} (incident {one.incident_key}) at {one.at.isoformat()}"
+            for one in within[:MAX_NAMED_RECURRENCES]
+        )
+        more = len(within) - MAX_NAMED_RECURRENCES
+        named += f"; and {more} more" if more > 0 else ""
+        detail = f"the incident recurred {len(within)} time(s) during the window: {named}"
         return _judgement(Verdict.NOT_EFFECTIVE, evidence, detail)
     return _judgement(Verdict.EFFECTIVE, evidence, "no recurrence of the incident was linked during the window")
 

@@ -11,7 +11,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas import Event
 from services.followup.app import Followup, create_app
 from services.followup.domain.projection import ReviewView
-from services.followup.settings import FollowupSettings, KafkaSettings, MongoSettings, PrometheusSettings
+from services.followup.settings import (
+    AlertmanagerSettings,
+    FollowupSettings,
+    KafkaSettings,
+    MongoSettings,
+    PrometheusSettings,
+)
 from tests.conftest import Servers
 from tests.support.kafka import create_topics, produce
 from tests.support.waiting import eventually
@@ -62,6 +68,8 @@ async def running_followup(
     settings: FollowupSettings,
     clock: ManualClock,
     prometheus: PrometheusSettings | None = None,
+    *,
+    alertmanager: AlertmanagerSettings | None = None,
 ) -> AsyncIterator[FastAPI]:
     app = create_app(
         KafkaSettings(bootstrap_servers=servers.kafka_bootstrap),
@@ -69,6 +77,7 @@ async def running_followup(
         settings,
         clock,
         prometheus or PrometheusSettings(url=None),
+        alertmanager=alertmanager or AlertmanagerSettings(url=None),
     )
     async with app.router.lifespan_context(app):
         yield app

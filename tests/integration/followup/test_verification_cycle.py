@@ -66,7 +66,7 @@ async def test_done_items_are_verified_once_after_their_window(
         await produce_events(servers, settings.review_events_topic, done_with_plans(story, history, plans))
         await produce_events(servers, settings.review_events_topic, [recurrence_of(story, history, 90)])
         await tracked_at_version(app, story.review_id, story.version)
-        await eventually(lambda: RecurrenceRepository(db).times_of(story.review_id), lambda times: len(times) == 1)
+        await eventually(lambda: RecurrenceRepository(db).linked_to(story.review_id), lambda linked: len(linked) == 1)
 
         window_end = history.at(120)
         early = await verifier.sweep_once(window_end)  # the window is over, but its last samples may be missing
@@ -104,6 +104,7 @@ async def test_done_items_are_verified_once_after_their_window(
     assert (evidence.judged_by, evidence.judged_at) == ("followup/prometheus", clock.now())
     assert verdicts["alert-fired"].evidence.detail == "the alert fired during the window (1 series)"
     assert verdicts["recurrence"].evidence.judged_by == "followup/recurrence"
+    assert f"review {story.review_id}-again (incident " in verdicts["recurrence"].evidence.detail
     headers = {record.headers["event-id"] for record in records}
     assert headers == {str(event.event_id) for event in events}
 

@@ -16,10 +16,11 @@ from schemas import (
     followup_event_id,
 )
 from schemas.verification import Comparison, Evidence, Verdict, VerificationMethod, VerificationPlan
-from services.followup.domain.answers import NoAnswer, Problem, Values
+from services.followup.domain.answers import Firing, FiringAlert, NoAnswer, Problem, Values
 from services.followup.domain.projection import ReviewView, apply_event
 from services.followup.domain.verification import (
     Answers,
+    LinkedRecurrence,
     PlannedVerification,
     Question,
     Timing,
@@ -321,9 +322,67 @@ def test_no_alert_without_proof_that_prometheus_was_watching_is_inconclusive(ans
     assert evidence.detail == detail
 
 
-def recurrence_verdict(recurrences: tuple[datetime, ...]) -> tuple[VerificationRequest, Verdict, Evidence]:
+def test_alertmanager_is_asked_about_the_alert_name_and_matchers() -> None:
+    asked = questions(planned_for(ALERT).request)
+    assert asked.alert_matchers == (("alertname", "CheckoutSlow"), ("service", 'check"out'))
+    assert questions(planned_for(METRIC).request).alert_matchers is None
+
+
+def firing_since(*moments: datetime) -> Firing:
+    return Firing(tuple(FiringAlert(f"fp{n}", moment) for n, moment in enumerate(moments)))
+
+
+QUIET = (Values(()), Values(()), Values((3.0,)))  # Prometheus: no alert, and it was watching
+
+
+def test_an_alert_alertmanager_reports_firing_since_before_the_window_end_is_not_effective() -> None:
+    window_end = planned_for(ALERT).request.window_end
+    started = window_end - DAY
+    verdict, evidence = alert_verdict(Answers(*QUIET, firing_since(window_end + DAY, started)))
+    assert verdict is Verdict.NOT_EFFECTIVE
+    assert evidence.observed == 1.0
+    assert evidence.detail == (
+        f"the alert fired during the window: Alertmanager reports 1 firing since {started.isoformat()}, "
+        "before the window's end"
+    )
+
+    # Proof that it fired needs no proof that Prometheus was watching.
+    verdict, evidence = alert_verdict(Answers(NoAnswer(Problem.UNREACHABLE, "t"), None, None, firing_since(started)))
+    assert verdict is Verdict.NOT_EFFECTIVE
+    assert evidence.detail.endswith("before the window's end (Prometheus: unreachable: t)")
+
+    verdict, evidence = alert_verdict(Answers(Values((1.0,)), Values(()), Values((3.0,)), firing_since(started)))
+    assert verdict is Verdict.NOT_EFFECTIVE
+    assert evidence.detail == (
+        f"the alert fired during the window (1 series); Alertmanager reports 1 firing since {started.isoformat()}"
+    )
+
+
+def test_an_alert_alertmanager_reports_only_since_after_the_window_leaves_the_verdict_to_prometheus() -> None:
+    after = planned_for(ALERT).request.window_end + timedelta(seconds=1)
+    verdict, evidence = alert_verdict(Answers(*QUIET, firing_since(after)))
+    assert verdict is Verdict.EFFECTIVE
+    assert evidence.observed == 0.0
+    assert evidence.detail == (
+        "the alert did not fire during the window "
+        "(nor does Alertmanager report it firing since before the window's end)"
+    )
+    verdict, evidence = alert_verdict(Answers(*QUIET))  # no Alertmanager configured
+    assert (verdict, evidence.detail) == (Verdict.EFFECTIVE, "the alert did not fire during the window")
+
+
+def test_an_alertmanager_that_does_not_answer_keeps_no_alert_in_prometheus_inconclusive() -> None:
+    verdict, evidence = alert_verdict(Answers(*QUIET, NoAnswer(Problem.UNREACHABLE, "ConnectError: refused")))
+    assert verdict is Verdict.INCONCLUSIVE
+    assert evidence.detail == (
+        "unreachable: Alertmanager: ConnectError: refused (Prometheus saw no alert during the window)"
+    )
+
+
+def recurrence_verdict(at: tuple[datetime, ...]) -> tuple[VerificationRequest, Verdict, Evidence]:
     request = planned_for(RECURRENCE).request
-    judgement = judge(request, questions(request), Answers(), recurrences, JUDGED_AT)
+    linked = tuple(LinkedRecurrence(f"r-later-{n}", f"generic:LATER-{n}", moment) for n, moment in enumerate(at))
+    judgement = judge(request, questions(request), Answers(), linked, JUDGED_AT)
     return request, judgement.verdict, judgement.evidence
 
 
@@ -337,7 +396,22 @@ def test_no_recurrence_during_the_window_is_effective_one_is_not() -> None:
     _, verdict, evidence = recurrence_verdict((during, request.window_end + DAY))
     assert verdict is Verdict.NOT_EFFECTIVE
     assert evidence.observed == 1.0
-    assert evidence.detail == f"the incident recurred 1 time(s) during the window, first at {during.isoformat()}"
+    assert evidence.detail == (
+        "the incident recurred 1 time(s) during the window: "
+        f"review r-later-0 (incident generic:LATER-0) at {during.isoformat()}"
+    )
+
+
+def test_a_verdict_against_recurrences_names_the_first_five_recurring_reviews_and_counts_the_rest() -> None:
+    request = planned_for(RECURRENCE).request
+    at = tuple(request.window_start + timedelta(hours=hours) for hours in range(7))
+    _, verdict, evidence = recurrence_verdict(tuple(reversed(at)))
+    assert verdict is Verdict.NOT_EFFECTIVE
+    assert evidence.observed == 7.0
+    # Earliest first: the last one built is the first that recurred.
+    assert evidence.detail.startswith("the incident recurred 7 time(s) during the window: review r-later-6 (")
+    assert [f"r-later-{n}" in evidence.detail for n in range(7)] == [False, False, True, True, True, True, True]
+    assert evidence.detail.endswith("; and 2 more")
 
 
 def test_each_attempt_is_its_own_event_published_with_the_same_id_whoever_fires_it() -> None:
