@@ -108,7 +108,9 @@ class RecurrenceHeads:
         keys = sorted({group.key for query in queries for group in query.groups})
         if not keys:
             return [() for _ in queries]
-        heads = {head["_id"]: head async for head in self._heads.find({"_id": {"$in": [*keys, HEADS_COMPLETE]}})}
+        # One reply each (``batch_size``: no getMore however many groups the batch has).
+        found_heads = self._heads.find({"_id": {"$in": [*keys, HEADS_COMPLETE]}}, batch_size=len(keys) + 2)
+        heads = {head["_id"]: head async for head in found_heads}
         complete = HEADS_COMPLETE in heads
         ask_index = object()
         plans: list[list[object]] = []  # per query and group: a head's review id, None, or ask_index
@@ -128,7 +130,7 @@ class RecurrenceHeads:
         if wanted:
             found = {
                 document["_id"]: review_from_document(document)
-                async for document in self._reviews.find({"_id": {"$in": wanted}})
+                async for document in self._reviews.find({"_id": {"$in": wanted}}, batch_size=len(wanted) + 1)
             }
         answers: list[tuple[Review | None, ...]] = []
         for query, plan in zip(queries, plans, strict=True):
@@ -168,7 +170,9 @@ class RecurrenceHeads:
                     latest[group.key] = (group, review)
         if not latest:
             return
-        found = self._heads.find({"_id": {"$in": [*latest, HEADS_COMPLETE]}}, session=session)
+        found = self._heads.find(
+            {"_id": {"$in": [*latest, HEADS_COMPLETE]}}, batch_size=len(latest) + 2, session=session
+        )
         heads = {head["_id"]: head async for head in found}
         writes: list[ReplaceOne[Document]] = []
         for key, (group, review) in latest.items():

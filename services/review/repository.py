@@ -316,7 +316,9 @@ class ReviewRepository:
         keys = sorted(set(incident_keys))
         if not keys:
             return set()
-        cursor = self.reviews.find({"incident_key": {"$in": keys}}, {"_id": 0, "incident_key": 1})
+        cursor = self.reviews.find(
+            {"incident_key": {"$in": keys}}, {"_id": 0, "incident_key": 1}, batch_size=len(keys) + 1
+        )
         return {document["incident_key"] async for document in cursor}
 
     async def find(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> tuple[list[Review], int]:
