@@ -2,7 +2,7 @@
 a fixed number of commands whatever the batch's size, and the one-by-one path taking over, with nothing lost or
 doubled, when another replica or a person got there first."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -102,7 +102,7 @@ async def test_opening_a_batch_costs_the_same_commands_for_10_incidents_as_for_1
     assert "getMore" not in hundred
 
 
-Hook = Callable[[list[RecurrenceQuery]], Awaitable[None]]
+Hook = Callable[[Sequence[RecurrenceQuery]], Awaitable[None]]
 
 
 def before_the_transaction(app: ReviewApp, hook: Hook) -> list[str]:
@@ -112,7 +112,7 @@ def before_the_transaction(app: ReviewApp, hook: Hook) -> list[str]:
     latest_occurrences, open_reviews = repository.latest_occurrences, repository.open_reviews
     outcomes: list[str] = []
 
-    async def then_hook(queries: list[RecurrenceQuery]) -> list[tuple[Review | None, ...]]:
+    async def then_hook(queries: Sequence[RecurrenceQuery]) -> list[tuple[Review | None, ...]]:
         found = await latest_occurrences(queries)
         if not outcomes:
             await hook(queries)
@@ -133,7 +133,9 @@ def before_the_transaction(app: ReviewApp, hook: Hook) -> list[str]:
 
 
 async def produce(servers: Servers, app: ReviewApp, batch: list[IncidentClosed]) -> None:
-    values = [(closed.model_dump_json().encode(), b"same-partition", {}) for closed in batch]
+    values: list[tuple[bytes, bytes | None, Mapping[str, str]]] = [
+        (closed.model_dump_json().encode(), b"same-partition", {}) for closed in batch
+    ]
     await produce_many(servers.kafka_bootstrap, app.settings.closed_topic, values)
 
 
@@ -155,7 +157,7 @@ async def test_an_incident_opened_meanwhile_by_another_replica_makes_the_batch_o
     async with make_review_app(with_kafka=True) as review_app:
         app: ReviewApp = review_app
 
-        async def another_replica_opens_one(queries: list[RecurrenceQuery]) -> None:
+        async def another_replica_opens_one(queries: Sequence[RecurrenceQuery]) -> None:
             # The last incident of the batch being opened: its transaction then meets the unique index.
             assert (await app.service.open_for_incident(by_review_id[queries[-1].review_id])).review is not None
 
@@ -188,7 +190,7 @@ async def test_an_earlier_review_edited_meanwhile_makes_the_batch_open_one_by_on
             for number in (1, 2)
         ]
 
-        async def a_person_edits_the_earlier_review(_: list[RecurrenceQuery]) -> None:
+        async def a_person_edits_the_earlier_review(_: Sequence[RecurrenceQuery]) -> None:
             await app.service.edit_sections(earlier.id, earlier.version, SectionEdit(owner="erin"), "erin")
 
         outcomes = before_the_transaction(app, a_person_edits_the_earlier_review)
