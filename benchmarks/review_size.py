@@ -1,15 +1,18 @@
 """Review's cost per incident as the stored reviews grow: opening (recurrence look-up and link included) at 1k and 10k.
 
     deploy/local/stack up && eval "$(deploy/local/stack env | sed 's/^/export /')"
-    .venv/bin/python benchmarks/review_size.py [--sizes 1000 10000] [--incidents 100]
+    .venv/bin/python benchmarks/review_size.py [--sizes 1000 10000] [--incidents 100] [--batch 100]
 
 Drives the review service layer against MongoDB directly (no Kafka): for each size, stored reviews are first brought
 up to that many by bulk inserts of real review documents, then ``--incidents`` incidents are opened one after the
 other through ``ReviewService.open_for_incident`` and timed. Every incident recurs: 20 services, one normalised
 title, the same resolution time (as ``benchmarks/pipeline.py`` produces them), so each opening looks up and links an
 earlier review. Before timing, one incident per service is opened untimed, so each timed one meets the state the
-service keeps in a steady run. Uses a fresh database per run and drops it at the end; prints one line per size and a
-summary line with the ratio of the largest size's cost to the smallest's (1.0: independent of what is stored).
+service keeps in a steady run. With ``--batch N``, as many incidents again are then opened N at a time through
+``ReviewService.open_for_incidents`` (after the batch's look-up, as the consumer does) and timed: the lines and the
+summary give both costs per incident and their ratio. Uses a fresh database per run and drops it at the end; prints
+one line per size and a summary line with the ratio of the largest size's cost to the smallest's (1.0: independent of
+what is stored).
 """
 
 import argparse
@@ -61,7 +64,16 @@ async def server_state(client: AsyncMongoClient[dict[str, Any]]) -> str:
     return f"server {fresh}: {uptime}, {len(names)} databases"
 
 
-async def measure(sizes: list[int], incidents: int, uri: str) -> None:
+async def open_in_batches(service: ReviewService, closed: list[IncidentClosed], batch: int) -> None:
+    for start in range(0, len(closed), batch):
+        chunk = closed[start : start + batch]
+        known = await service.incidents_with_review(incident.incident_key for incident in chunk)
+        opened = await service.open_for_incidents([item for item in chunk if item.incident_key not in known])
+        if any(item.review is None or item.review.recurrence is None for item in opened):
+            raise RuntimeError("an incident of the batch did not open a review linked to an earlier one")
+
+
+async def measure(sizes: list[int], incidents: int, uri: str, batch_size: int | None) -> None:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
     run = uuid.uuid4().hex[:8]
     database = client[f"bench_review_size_{run}"]
@@ -79,6 +91,7 @@ async def measure(sizes: list[int], incidents: int, uri: str) -> None:
     )
     number = 0
     results: list[tuple[int, float]] = []
+    batched: list[tuple[int, float]] = []
     try:
         for size in sizes:
             stored = await repository.reviews.count_documents({})
@@ -102,6 +115,17 @@ async def measure(sizes: list[int], incidents: int, uri: str) -> None:
             per_incident = (time.perf_counter() - started) / incidents
             results.append((size, per_incident))
             print(f"{size:>7} stored: {per_incident * 1000:8.2f} ms per incident ({1 / per_incident:7.1f}/s)")
+            if batch_size is not None:
+                storm = [incident(run, number + offset) for offset in range(incidents)]
+                number += incidents
+                started = time.perf_counter()
+                await open_in_batches(service, storm, batch_size)
+                per_batched = (time.perf_counter() - started) / incidents
+                batched.append((size, per_batched))
+                print(
+                    f"{size:>7} stored, batches of {batch_size}: {per_batched * 1000:8.2f} ms per incident "
+                    f"({1 / per_batched:7.1f}/s), {per_incident / per_batched:.1f}x faster than one by one"
+                )
             # The link must not make one review grow with every recurrence.
             largest = await repository.reviews.aggregate(
                 [{"$project": {"n": {"$size": "$related_reviews"}}}, {"$sort": {"n": -1}}, {"$limit": 1}]
@@ -115,14 +139,22 @@ async def measure(sizes: list[int], incidents: int, uri: str) -> None:
         f"summary: {small} stored {small_cost * 1000:.2f} ms/incident, {large} stored {large_cost * 1000:.2f} "
         f"ms/incident, ratio {large_cost / small_cost:.2f}"
     )
+    if batched:
+        alone = sum(cost for _, cost in results) / len(results)
+        together = sum(cost for _, cost in batched) / len(batched)
+        print(
+            f"summary (batches of {batch_size}): one by one {alone * 1000:.2f} ms/incident, "
+            f"batched {together * 1000:.2f} ms/incident, ratio {alone / together:.1f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--incidents", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=None, help="also time opening N incidents at a time")
     args = parser.parse_args()
-    asyncio.run(measure(sorted(args.sizes), args.incidents, os.environ["MONGODB_URI"]))
+    asyncio.run(measure(sorted(args.sizes), args.incidents, os.environ["MONGODB_URI"], args.batch))
 
 
 if __name__ == "__main__":

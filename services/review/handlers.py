@@ -1,19 +1,22 @@
 """The ``incidents.closed`` consumer: one lessons-learned record per incident, announced through the outbox.
 
-Records come in batches (``REVIEW_BATCH_MAX_RECORDS``) and are handled one after the other, in partition order: each
-incident opens in its own transaction, so a recurrence finds the reviews opened earlier in the same batch. The batch's
-offsets are committed once, after every record of it is stored (or dead-lettered) (``servicekit.batches``); the
-records already stored come back after a rewind as duplicates that change nothing (a unique ``incident_key``). The
-outbox relay is woken once per batch, not once per record.
+Records come in batches (``REVIEW_BATCH_MAX_RECORDS``). A record that cannot be parsed goes to the DLQ at once; the
+incidents of the batch that have no review yet are opened together, in one transaction and a fixed number of round
+trips, with the links a recurrence would get if they were opened one after the other in partition order
+(``ReviewService.open_for_incidents``). When that fails for a reason other than an outage (another replica opened
+one of them meanwhile, a person edited an earlier review, a record that breaks something), the batch's incidents are
+opened one by one instead, each in its own transaction: one that keeps failing goes to the DLQ after bounded
+retries, so the partition moves on. The batch's offsets are committed once, after every record of it is stored (or
+dead-lettered) (``servicekit.batches``); the records already stored come back after a rewind as duplicates that
+change nothing (a unique ``incident_key``). The outbox relay is woken once per batch, not once per record.
 
-A record that cannot be parsed goes to the DLQ at once; one that keeps failing for another reason goes there after
-bounded retries, so the partition moves on. While MongoDB is unreachable the batch is redelivered without limit:
-parking every record in the DLQ during an outage would only move the problem.
+While MongoDB is unreachable the batch is redelivered without limit: parking every record in the DLQ during an
+outage would only move the problem.
 """
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
@@ -23,9 +26,13 @@ from servicekit.dead_letters import DeadLetters
 from servicekit.failures import describe, is_outage
 from servicekit.retries import with_bounded_retries
 from services.review.metrics import ReviewMetrics
-from services.review.service import ReviewService
+from services.review.service import Opened, ReviewService
 
 log = logging.getLogger(__name__)
+
+
+def _is_new(item: IncidentClosed | str, known: set[str]) -> TypeGuard[IncidentClosed]:
+    return isinstance(item, IncidentClosed) and item.incident_key not in known
 
 
 def parse(record: ConsumerRecord[Any, Any]) -> IncidentClosed | str:
@@ -62,7 +69,14 @@ class IncidentClosedConsumer:
         with self._service.announcing_once():
             known = await self._reviewed_already([item for item in parsed if isinstance(item, IncidentClosed)])
             for record, item in zip(records, parsed, strict=True):
-                await self._handle(record, item, known)
+                if isinstance(item, str):
+                    await self._dead_letters.send(record, item)
+                elif item.incident_key in known:
+                    self._duplicate(item)
+            new = [(record, item) for record, item in zip(records, parsed, strict=True) if _is_new(item, known)]
+            if not await self._opened_together([incident for _, incident in new]):
+                for record, incident in new:
+                    await self._open_alone(record, incident)
 
     async def _reviewed_already(self, incidents: list[IncidentClosed]) -> set[str]:
         """One look-up for the whole batch; only a shortcut, the unique index still decides."""
@@ -76,22 +90,33 @@ class IncidentClosedConsumer:
             log.warning("looking up the batch's incidents failed (%s); the unique index decides", describe(exc))
             return set()
 
-    async def _handle(self, record: ConsumerRecord[Any, Any], parsed: IncidentClosed | str, known: set[str]) -> None:
-        if isinstance(parsed, str):
-            await self._dead_letters.send(record, parsed)
-            return
-        if parsed.incident_key in known:
-            self._duplicate(parsed)
-            return
+    async def _opened_together(self, incidents: list[IncidentClosed]) -> bool:
+        """Open the batch's new incidents together; False when they must be opened one by one instead."""
+        if not incidents:
+            return True
+        try:
+            outcomes = await self._service.open_for_incidents(incidents)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.warning("opening %d incidents together failed (%s); one by one", len(incidents), describe(exc))
+            return False
+        for incident, opened in zip(incidents, outcomes, strict=True):
+            self._opened(incident, opened)
+        return True
+
+    async def _open_alone(self, record: ConsumerRecord[Any, Any], incident: IncidentClosed) -> None:
         attempted = await with_bounded_retries(
-            lambda: self._open_for(parsed), self._max_attempts, self._retry_backoff_seconds
+            lambda: self._open_for(incident), self._max_attempts, self._retry_backoff_seconds
         )
         if attempted.failure is not None:
             reason = f"failed after {attempted.attempts} attempts: {attempted.failure!r}"
             await self._dead_letters.send(record, reason, attempted.attempts)
 
     async def _open_for(self, incident: IncidentClosed) -> None:
-        opened = await self._service.open_for_incident(incident)
+        self._opened(incident, await self._service.open_for_incident(incident))
+
+    def _opened(self, incident: IncidentClosed, opened: Opened) -> None:
         if opened.review is None:
             self._duplicate(incident)
             return

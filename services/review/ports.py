@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Protocol
 
 from schemas import ActionItemCategory, ActionItemPriority, AnyFollowupEvent, ReviewEvent, ReviewStatus, Severity
+from services.review.domain.batch_opening import BatchOpening
 from services.review.domain.followup_view import FollowupView
 from services.review.domain.record import ActionItem, Review
 from services.review.domain.recurrence import RecurrenceQuery
@@ -80,6 +81,11 @@ class ReviewStore(Protocol):
 
     async def earlier_occurrence(self, query: RecurrenceQuery) -> Review | None: ...
 
+    async def latest_occurrences(self, queries: Sequence[RecurrenceQuery]) -> list[tuple[Review | None, ...]]:
+        """For each query, the latest stored review of each of its groups (in its order) within its window, not the
+        query's own review: what ``earlier_occurrence`` asks group by group, for a whole batch at once."""
+        ...
+
     async def open_review(
         self,
         review: Review,
@@ -90,6 +96,14 @@ class ReviewStore(Protocol):
         linked_earlier: tuple[Review, int] | None = None,
     ) -> bool:
         """False (and nothing written) when the incident already has a review."""
+        ...
+
+    async def open_reviews(self, batch: BatchOpening, topic: str) -> bool:
+        """Store a batch's new reviews, their events and the links of the earlier reviews, all or nothing.
+
+        False (and nothing written) when one of the incidents already has a review; ``StaleVersionError`` (nothing
+        written) when a linked earlier review is no longer at the version read.
+        """
         ...
 
     async def save(

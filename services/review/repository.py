@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import pymongo
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from schemas import ReviewEvent
 from services.review.documents import (
@@ -28,6 +28,7 @@ from services.review.documents import (
     review_from_document,
     review_to_document,
 )
+from services.review.domain.batch_opening import BatchOpening, LinkedEarlier
 from services.review.domain.record import ActionItem, Review
 from services.review.domain.recurrence import RecurrenceQuery
 from services.review.ports import (
@@ -45,6 +46,7 @@ OUTBOX = "review_outbox"
 RELAY_LEASE = "review_outbox_lease"
 RECURRENCE_HEADS = "review_recurrence_heads"
 INDEX_NOT_FOUND = 27
+DUPLICATE_KEY = 11000
 
 # Indexes replaced by ones that serve a whole sort (with its tie-break): dropped so writes do not maintain both.
 REPLACED_INDEXES = {
@@ -123,6 +125,7 @@ class ReviewRepository:
                 except OperationFailure as exc:
                     if exc.code != INDEX_NOT_FOUND:
                         raise
+        await self._recurrence.complete()
 
     async def _in_transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run ``work`` in a transaction; pymongo's ``ExecutionTimeout`` if it cannot finish within the time limit.
@@ -216,6 +219,83 @@ class ReviewRepository:
 
         return await self._in_transaction(work)
 
+    async def open_reviews(self, batch: BatchOpening, topic: str) -> bool:
+        """Store a batch's new reviews, the earlier reviews' links, the heads and every event: one transaction.
+
+        A constant number of statements however large the batch: one insert of the reviews, one bulk write of the
+        links (each conditional on the version read), one read and one write of the heads, one insert of the events
+        (each review's numbered and timed as ``open_review`` numbers them, so the relay keeps each review's order).
+        False (nothing written) when an incident already has a review; ``StaleVersionError`` when an earlier review
+        changed since it was read.
+        """
+        reviews = [opened.review for opened in batch.opened]
+        entries = [
+            outbox_document(event, topic, seq, opened.at)
+            for opened in batch.opened
+            for seq, event in enumerate(opened.events)
+        ]
+
+        async def work(session: AsyncClientSession) -> bool:
+            try:
+                await self.reviews.insert_many([review_to_document(review) for review in reviews], session=session)
+            except BulkWriteError as exc:
+                if any(error.get("code") == DUPLICATE_KEY for error in exc.details.get("writeErrors", ())):
+                    await session.abort_transaction()
+                    return False
+                raise
+            except DuplicateKeyError:
+                await session.abort_transaction()
+                return False
+            await self._link_all(session, batch.linked)
+            await self._recurrence.advance_all(session, reviews)
+            await self.outbox.insert_many(entries, session=session)
+            return True
+
+        if not reviews:
+            return True
+        return await self._in_transaction(work)
+
+    async def _link_all(self, session: AsyncClientSession, linked: Sequence[LinkedEarlier]) -> None:
+        """Every earlier review gains its recurrences of the batch in one bounded update, conditional on the version
+        read, moving it one version per link (``_link_earlier``, for several recurrences at once)."""
+        if not linked:
+            return
+        updates: list[UpdateOne] = []
+        for link in linked:
+            earlier = link.review
+            if earlier.version != link.read_version + len(link.recurrence_ids):
+                raise ValueError(f"review {earlier.id} must move one version per recurrence linked to it")
+            marks: Document = {}
+            for recurrence_id in link.recurrence_ids:
+                marks.update(_recurred_after_verification(earlier, recurrence_id))
+            updates.append(
+                UpdateOne(
+                    {"_id": earlier.id, "version": link.read_version},
+                    {
+                        "$addToSet": {"related_reviews": {"$each": list(link.recurrence_ids)}},
+                        "$set": {
+                            "version": earlier.version,
+                            "updated_at": earlier.updated_at,
+                            "updated_by": earlier.updated_by,
+                            **marks,
+                        },
+                    },
+                )
+            )
+        result = await self.reviews.bulk_write(updates, ordered=False, session=session)
+        if result.matched_count == len(updates):
+            return
+        current = self.reviews.find(
+            {"_id": {"$in": [link.review.id for link in linked]}}, {"version": 1}, session=session
+        )
+        versions = {document["_id"]: int(document["version"]) async for document in current}
+        for link in linked:
+            if link.review.id not in versions:
+                raise ReviewNotFoundError(link.review.id)
+            if versions[link.review.id] != link.read_version:
+                raise StaleVersionError(link.review.id, link.read_version, versions[link.review.id])
+        raise RuntimeError("an earlier review's link matched nothing although its version is as read")
+
     async def save(
         self, review: Review, read_version: int, events: Sequence[ReviewEvent], topic: str, now: datetime
     ) -> None:
@@ -236,7 +316,9 @@ class ReviewRepository:
         keys = sorted(set(incident_keys))
         if not keys:
             return set()
-        cursor = self.reviews.find({"incident_key": {"$in": keys}}, {"_id": 0, "incident_key": 1})
+        cursor = self.reviews.find(
+            {"incident_key": {"$in": keys}}, {"_id": 0, "incident_key": 1}, batch_size=len(keys) + 1
+        )
         return {document["incident_key"] async for document in cursor}
 
     async def find(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> tuple[list[Review], int]:
@@ -289,6 +371,10 @@ class ReviewRepository:
             if found is not None:
                 return found
         return None
+
+    async def latest_occurrences(self, queries: Sequence[RecurrenceQuery]) -> list[tuple[Review | None, ...]]:
+        """``earlier_occurrence`` group by group for a batch of incidents, in a fixed number of reads."""
+        return await self._recurrence.latest_in_each(queries)
 
     async def unsent(self, limit: int) -> list[OutboxEntry]:
         cursor = (

@@ -62,12 +62,7 @@ class RecurrenceQuery:
     @property
     def groups(self) -> tuple[RecurrenceGroup, ...]:
         """Where to look, in order: the fingerprint's group, then the service and title's."""
-        groups: list[RecurrenceGroup] = []
-        if self.fingerprint is not None:
-            groups.append(RecurrenceGroup("fingerprint", fingerprint=self.fingerprint))
-        if self.service is not None:
-            groups.append(RecurrenceGroup("service_and_title", service=self.service, title_key=self.title_key))
-        return tuple(groups)
+        return groups_of(self.fingerprint, self.service, self.title_key)
 
 
 def recurrence_query(review: Review, window: timedelta) -> RecurrenceQuery | None:
@@ -88,8 +83,17 @@ def recurrence_query(review: Review, window: timedelta) -> RecurrenceQuery | Non
 
 def recurrence_groups(review: Review) -> tuple[RecurrenceGroup, ...]:
     """The groups ``review`` belongs to (where later occurrences look for it), in the order they are matched on."""
-    query = recurrence_query(review, timedelta(0))
-    return () if query is None else query.groups
+    return groups_of(review.incident.fingerprint, review.incident.service, review.title_key)
+
+
+def groups_of(fingerprint: str | None, service: str | None, title_key: str) -> tuple[RecurrenceGroup, ...]:
+    """The groups of an incident with these facts (as stored), in the order they are matched on."""
+    groups: list[RecurrenceGroup] = []
+    if fingerprint is not None:
+        groups.append(RecurrenceGroup("fingerprint", fingerprint=fingerprint))
+    if service is not None and title_key:
+        groups.append(RecurrenceGroup("service_and_title", service=service, title_key=title_key))
+    return tuple(groups)
 
 
 def matched_on(new: Review, earlier: Review) -> MatchedOn:

@@ -22,9 +22,10 @@ from schemas import IncidentClosed, ReviewEvent
 from servicekit.batches import undecoded
 from servicekit.broker import create_broker
 from services.review.app import subscribe_consumer
+from services.review.domain.batch_opening import BatchOpening
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import Review
-from services.review.domain.recurrence import RecurrenceQuery
+from services.review.domain.recurrence import RecurrenceGroup, RecurrenceQuery, occurrence_order, recurrence_groups
 from services.review.domain.workflow import is_overdue
 from services.review.metrics import ReviewMetrics
 from services.review.ports import ActionItemFilter, ActionItemRow, ReviewFilter, ReviewNotFoundError, StaleVersionError
@@ -48,6 +49,9 @@ class InMemoryReviews:
     lookups: int = 0
     lookup_fails: Exception | None = None
     opened_order: list[str] = field(default_factory=list)
+    batch_fails: Exception | None = None  # what opening a batch together raises
+    batch_lookups: int = 0
+    batches_stored: int = 0
 
     async def incident_keys_with_review(self, incident_keys: Iterable[str]) -> set[str]:
         self.lookups += 1
@@ -55,16 +59,47 @@ class InMemoryReviews:
             raise self.lookup_fails
         return {key for key in incident_keys if key in self.reviews}
 
-    async def earlier_occurrence(self, query: RecurrenceQuery) -> Review | None:
+    def _latest_in(self, group: RecurrenceGroup, query: RecurrenceQuery) -> Review | None:
         matches = [
             review
             for review in self.reviews.values()
-            if query.fingerprint is not None
-            and review.incident.fingerprint == query.fingerprint
+            if group.key in {mine.key for mine in recurrence_groups(review)}
             and review.id != query.review_id
             and query.since <= review.incident.resolved_at <= query.until
         ]
-        return max(matches, key=lambda review: review.incident.resolved_at, default=None)
+        return max(
+            matches,
+            key=lambda review: occurrence_order(review.incident.resolved_at, review.created_at, review.id),
+            default=None,
+        )
+
+    async def earlier_occurrence(self, query: RecurrenceQuery) -> Review | None:
+        return next(filter(None, (self._latest_in(group, query) for group in query.groups)), None)
+
+    async def latest_occurrences(self, queries: Sequence[RecurrenceQuery]) -> list[tuple[Review | None, ...]]:
+        self.batch_lookups += 1
+        return [tuple(self._latest_in(group, query) for group in query.groups) for query in queries]
+
+    async def open_reviews(self, batch: BatchOpening, topic: str) -> bool:
+        if self.batch_fails is not None:
+            raise self.batch_fails
+        for opened in batch.opened:
+            if opened.review.incident_key in self.failing:
+                raise self.failing[opened.review.incident_key]
+            if opened.review.incident_key in self.reviews:
+                return False  # the unique index: the transaction writes nothing
+        for link in batch.linked:
+            stored = self.reviews[link.review.incident_key]
+            if stored.version != link.read_version:
+                raise StaleVersionError(stored.id, link.read_version, stored.version)
+        for opened in batch.opened:
+            self.reviews[opened.review.incident_key] = opened.review
+            self.events.extend(opened.events)
+            self.opened_order.append(opened.review.incident_key)
+        for link in batch.linked:
+            self.reviews[link.review.incident_key] = link.review
+        self.batches_stored += 1
+        return True
 
     async def open_review(
         self,
@@ -266,9 +301,24 @@ async def test_a_failed_look_up_only_costs_the_shortcut_the_unique_index_still_d
     assert dead == []
 
 
+async def test_an_unreachable_mongodb_while_opening_the_batch_together_rewinds_it_with_nothing_stored() -> None:
+    h = harness()
+    h.repository.failing["pagerduty:A-2"] = AutoReconnect("connection refused")
+    async with TestKafkaBroker(h.broker) as broker:
+        with pytest.raises(ConnectionFailure):
+            await broker.publish_batch(
+                body(incident("A-1")), body(incident("A-2")), b"{not json", topic=h.settings.closed_topic
+            )
+
+    assert h.repository.opened_order == []  # one transaction: all or nothing
+    assert [value for value, _ in h.dead] == [b"{not json"]  # redelivered, it goes there again: a duplicate
+    assert h.wakes == []
+
+
 async def test_an_unreachable_mongodb_raises_so_the_batch_is_rewound_and_what_was_stored_is_announced() -> None:
     h = harness()
     stored, unreachable, after = incident("U-1"), incident("U-2"), incident("U-3")
+    h.repository.batch_fails = RuntimeError("the batch could not be opened together")  # so: one by one
     h.repository.failing[unreachable.incident_key] = AutoReconnect("connection refused")
     async with TestKafkaBroker(h.broker) as broker:
         with pytest.raises(ConnectionFailure):
@@ -320,3 +370,123 @@ async def test_wake_ups_are_held_back_only_in_the_task_handling_the_batch() -> N
 
     await asyncio.gather(batch(), someone_else())
     assert wakes == ["wake", "api done", "batch done", "wake"]
+
+
+def _service(repository: InMemoryReviews) -> ReviewService:
+    ticks = iter(range(1_000_000))
+    return ReviewService(
+        repository,
+        ReviewPolicy(),
+        ReviewMetrics.create(),
+        events_topic="reviews.events",
+        recurrence_window=timedelta(days=90),
+        clock=lambda: NOW + timedelta(seconds=next(ticks)),  # every review opened after the one before
+    )
+
+
+def _links(repository: InMemoryReviews) -> tuple[object, ...]:
+    """What opening decided, without the times: each review's links and version, and the events in order."""
+    reviews = sorted(
+        (
+            review.incident_key,
+            review.version,
+            review.recurrence.earlier_incident_key if review.recurrence else None,
+            review.recurrence.matched_on if review.recurrence else None,
+            tuple(review.related_reviews),
+            review.recurred_after_remediation,
+        )
+        for review in repository.reviews.values()
+    )
+    events = [(type(event).__name__, event.review_id, event.version, event.event_id) for event in repository.events]
+    return tuple(reviews), tuple(events)
+
+
+def _recurring_batches() -> tuple[list[IncidentClosed], list[IncidentClosed]]:
+    hour = timedelta(hours=1)
+    first = [
+        incident("X-1", fingerprint="disk-full"),
+        incident("S-1", title="Checkout slow", service="checkout"),
+    ]
+    second = [
+        incident("X-2", fingerprint="disk-full", resolved_at=RESOLVED + hour),
+        incident("X-3", fingerprint="disk-full", resolved_at=RESOLVED + 2 * hour),  # recurs X-2, of this batch
+        incident("X-L", fingerprint="disk-full", resolved_at=RESOLVED + hour / 2),  # late: recurs X-1, stored
+        incident("S-2", title="Checkout slow", service="checkout", resolved_at=RESOLVED + hour),
+        # A fingerprint nobody had, but the service and title of S-1 and S-2: the later of them, S-2.
+        incident("S-3", title="Checkout slow", service="checkout", fingerprint="new", resolved_at=RESOLVED + 3 * hour),
+        incident("S-4", title="Checkout slow", service="checkout", fingerprint="new", resolved_at=RESOLVED + 4 * hour),
+        incident("X-4", fingerprint="disk-full", resolved_at=RESOLVED + 2 * hour),  # same time as X-3: opened later
+        incident("Q-1", title="Queue full", service="queue"),  # recurs nothing
+    ]
+    return first, second
+
+
+async def test_a_batch_opened_together_links_as_opening_its_incidents_one_by_one_would() -> None:
+    first, second = _recurring_batches()
+    one_by_one, together = InMemoryReviews(), InMemoryReviews()
+    alone, batched = _service(one_by_one), _service(together)
+    for closed in first:
+        await alone.open_for_incident(closed)
+    await batched.open_for_incidents(first)
+    for closed in second:
+        await alone.open_for_incident(closed)
+    opened = await batched.open_for_incidents(second)
+
+    assert _links(together) == _links(one_by_one)
+    assert [item.review.incident_key if item.review else None for item in opened] == [c.incident_key for c in second]
+    assert together.batches_stored == 2
+    assert together.batch_lookups == 2
+    linked_twice = together.reviews["pagerduty:X-1"]  # by X-2 and by the late X-L: one version per link
+    assert linked_twice.version == 3
+    assert linked_twice.related_reviews == [together.reviews[key].id for key in ("pagerduty:X-2", "pagerduty:X-L")]
+    assert together.reviews["pagerduty:X-4"].recurrence is not None
+    assert together.reviews["pagerduty:X-4"].recurrence.earlier_incident_key == "pagerduty:X-3"
+    assert together.reviews["pagerduty:S-3"].recurrence is not None
+    assert together.reviews["pagerduty:S-3"].recurrence.earlier_incident_key == "pagerduty:S-2"
+    assert together.reviews["pagerduty:S-4"].recurrence is not None
+    assert together.reviews["pagerduty:S-4"].recurrence.earlier_incident_key == "pagerduty:S-3"  # by fingerprint
+
+
+async def test_an_incident_twice_in_a_batch_opens_once_and_the_second_is_a_duplicate() -> None:
+    repository = InMemoryReviews()
+    twice = incident("D-1", fingerprint="disk-full")
+    opened = await _service(repository).open_for_incidents([twice, incident("D-2"), twice])
+
+    assert [item.review is not None for item in opened] == [True, True, False]
+    assert repository.opened_order == ["pagerduty:D-1", "pagerduty:D-2"]
+    assert [type(event).__name__ for event in repository.events] == [
+        "ReviewOpened",
+        "ReviewOpened",
+        "ReviewRecurred",
+        "ReviewUpdated",
+    ]
+
+
+async def test_the_consumer_skips_reviewed_incidents_and_opens_the_rest_together() -> None:
+    h = harness()
+    reviewed = incident("R-1", fingerprint="disk-full")
+    later = incident("R-2", fingerprint="disk-full", resolved_at=RESOLVED + timedelta(hours=1))
+    async with TestKafkaBroker(h.broker) as broker:
+        await broker.publish_batch(body(reviewed), topic=h.settings.closed_topic)
+        await broker.publish_batch(body(reviewed), body(later), body(later), topic=h.settings.closed_topic)
+
+    assert h.repository.batches_stored == 2  # each batch in one transaction
+    assert h.repository.opened_order == [reviewed.incident_key, later.incident_key]
+    recurrence = h.repository.reviews[later.incident_key].recurrence
+    assert recurrence is not None
+    assert recurrence.earlier_incident_key == reviewed.incident_key
+    assert h.value("lessons_incident_closed_duplicates_total") == 2  # R-1 known, R-2 twice in the batch
+    assert h.value("lessons_review_records_created_total", status="open", severity="critical") == 2
+    assert h.wakes == [1, 1]
+
+
+async def test_a_batch_that_cannot_be_opened_together_is_opened_one_by_one() -> None:
+    h = harness()
+    h.repository.batch_fails = StaleVersionError("an-earlier-review", 1, 2)
+    async with TestKafkaBroker(h.broker) as broker:
+        await broker.publish_batch(body(incident("F-1")), body(incident("F-2")), topic=h.settings.closed_topic)
+
+    assert h.repository.batches_stored == 0
+    assert h.repository.opened_order == ["pagerduty:F-1", "pagerduty:F-2"]
+    assert h.dead == []
+    assert h.wakes == [1]
