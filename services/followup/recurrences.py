@@ -7,17 +7,19 @@ review's partition with a compare-and-set on the review's version, which a secon
 without losing one of the two changes.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from schemas import ReviewRecurred
 
 RECURRENCES = "followup_recurrences"
+DUPLICATE_KEY = 11000
 
 
 class RecurrenceRepository:
@@ -29,20 +31,32 @@ class RecurrenceRepository:
 
     async def record(self, event: ReviewRecurred) -> None:
         try:
-            await self.recurrences.insert_one(
-                {
-                    "_id": str(event.event_id),
-                    "earlier_review_id": event.earlier_review_id,
-                    "review_id": event.review_id,
-                    "incident_key": event.incident_key,
-                    "matched_on": event.matched_on,
-                    "occurred_at": event.occurred_at,
-                }
-            )
+            await self.recurrences.insert_one(_document(event))
         except DuplicateKeyError:
             return  # recorded already: a redelivery
+
+    async def record_many(self, events: Sequence[ReviewRecurred]) -> None:
+        """``record`` for several, in one unordered insert: those recorded already are skipped, the others kept."""
+        if not events:
+            return
+        try:
+            await self.recurrences.insert_many([_document(event) for event in events], ordered=False)
+        except BulkWriteError as exc:
+            if any(error["code"] != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+                raise
 
     async def times_of(self, earlier_review_id: str) -> tuple[datetime, ...]:
         """When reviews were linked as recurrences of ``earlier_review_id``, earliest first."""
         cursor = self.recurrences.find({"earlier_review_id": earlier_review_id}, {"occurred_at": 1})
         return tuple(sorted(document["occurred_at"] for document in await cursor.to_list()))
+
+
+def _document(event: ReviewRecurred) -> dict[str, Any]:
+    return {
+        "_id": str(event.event_id),
+        "earlier_review_id": event.earlier_review_id,
+        "review_id": event.review_id,
+        "incident_key": event.incident_key,
+        "matched_on": event.matched_on,
+        "occurred_at": event.occurred_at,
+    }

@@ -1,6 +1,6 @@
 """In-memory stand-ins for follow-up's MongoDB repositories, behaving as they do for the consumer's needs."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ class InMemoryReviewViews:
 
     views: dict[str, ReviewView] = field(default_factory=dict)
     changes: list[tuple[ReviewView | None, ReviewView]] = field(default_factory=list)
+    bulk_writes: int = 0
 
     async def get(self, review_id: str) -> ReviewView | None:
         return self.views.get(review_id)
@@ -33,6 +34,10 @@ class InMemoryReviewViews:
         self.views[view.review_id] = view
         self.changes.append((replacing, view))
         return True
+
+    async def save_many(self, changes: Sequence[tuple[ReviewView | None, ReviewView]]) -> set[str]:
+        self.bulk_writes += 1
+        return {view.review_id for replacing, view in changes if not await self.save(view, replacing)}
 
     def take_changes(self) -> list[tuple[ReviewView | None, ReviewView]] | None:
         changes, self.changes = self.changes, []
@@ -52,6 +57,7 @@ class InMemoryTimers:
     """Like ``TimerRepository`` for tracking: a review's unfired timers become exactly the planned ones."""
 
     timers: dict[str, Document] = field(default_factory=dict)
+    bulk_writes: int = 0
 
     async def timers_of(self, review_ids: Iterable[str]) -> dict[str, dict[str, Document]]:
         found: dict[str, dict[str, Document]] = {review_id: {} for review_id in sorted(set(review_ids))}
@@ -78,6 +84,15 @@ class InMemoryTimers:
                     "fired_at": None,
                 }
         return (await self.timers_of([review_id]))[review_id]
+
+    async def reconcile_many(
+        self, plans: Mapping[str, tuple[tuple[PlannedTimer, ...], dict[str, Document]]]
+    ) -> dict[str, dict[str, Document] | None]:
+        self.bulk_writes += 1
+        return {
+            review_id: await self.reconcile(review_id, planned, stored)
+            for review_id, (planned, stored) in plans.items()
+        }
 
     def of_review(self, review_id: str) -> list[str]:
         return sorted(timer_id for timer_id, document in self.timers.items() if document["review_id"] == review_id)
