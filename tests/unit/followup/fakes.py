@@ -2,14 +2,21 @@
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka import ConsumerRecord
+from faststream.kafka import KafkaBroker
+from prometheus_client import CollectorRegistry
+
+from schemas import AnyReviewEvent
+from servicekit.dead_letters import DeadLetterMetrics, DeadLetters
 from services.followup.domain.backlog import Backlog, backlog_from_counts, with_change
 from services.followup.domain.projection import ReviewView
 from services.followup.domain.timers import PlannedTimer
 
 Document = dict[str, Any]
+T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 EMPTY = backlog_from_counts(reviews_open={}, reviews_overdue={}, action_items_open={}, action_items_overdue={})
 
 
@@ -96,3 +103,34 @@ class InMemoryTimers:
 
     def of_review(self, review_id: str) -> list[str]:
         return sorted(timer_id for timer_id, document in self.timers.items() if document["review_id"] == review_id)
+
+
+class RecordingDeadLetters(DeadLetters):
+    """Keeps what would go to the DLQ, with its reason."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            KafkaBroker(), "dlq", failed_by="followup", clock=lambda: T0, metrics=DeadLetterMetrics(CollectorRegistry())
+        )
+        self.sent: list[tuple[bytes, str]] = []
+
+    async def send(self, record: ConsumerRecord[Any, Any], reason: str, attempts: int = 1) -> None:
+        self.sent.append((record.value, reason))
+
+
+def record_of(event: AnyReviewEvent, offset: int) -> ConsumerRecord[bytes, bytes]:
+    value = event.model_dump_json().encode()
+    key = event.review_id.encode()
+    return ConsumerRecord(
+        topic="reviews.events",
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key),
+        serialized_value_size=len(value),
+        headers=(),
+    )

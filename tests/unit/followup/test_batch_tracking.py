@@ -12,15 +12,11 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaBroker
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
 from pymongo.errors import AutoReconnect
 
 from schemas import ActionItemStatus, AnyReviewEvent, ReviewStatus
-from servicekit.dead_letters import DeadLetterMetrics, DeadLetters
 from services.followup.domain.backlog import Backlog, with_change
 from services.followup.domain.policy import FollowupPolicy
 from services.followup.domain.projection import Applied, Outcome
@@ -28,7 +24,7 @@ from services.followup.handlers import ReviewEventConsumer
 from services.followup.metrics import FollowupMetrics
 from services.followup.tracker import ReviewTracker
 from tests.unit.followup.builders import DAY, T0, ReviewStory
-from tests.unit.followup.fakes import EMPTY, InMemoryReviewViews, InMemoryTimers
+from tests.unit.followup.fakes import EMPTY, InMemoryReviewViews, InMemoryTimers, RecordingDeadLetters, record_of
 
 
 def story_of(review_id: str) -> list[AnyReviewEvent]:
@@ -206,34 +202,3 @@ async def test_a_batch_that_fails_is_tracked_one_by_one_and_only_the_bad_event_i
 class StoppedClock:
     def now(self) -> datetime:
         return T0
-
-
-class RecordingDeadLetters(DeadLetters):
-    """Keeps what would go to the DLQ, with its reason."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            KafkaBroker(), "dlq", failed_by="followup", clock=lambda: T0, metrics=DeadLetterMetrics(CollectorRegistry())
-        )
-        self.sent: list[tuple[bytes, str]] = []
-
-    async def send(self, record: ConsumerRecord[Any, Any], reason: str, attempts: int = 1) -> None:
-        self.sent.append((record.value, reason))
-
-
-def record_of(event: AnyReviewEvent, offset: int) -> ConsumerRecord[bytes, bytes]:
-    value = event.model_dump_json().encode()
-    key = event.review_id.encode()
-    return ConsumerRecord(
-        topic="reviews.events",
-        partition=0,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=key,
-        value=value,
-        checksum=None,
-        serialized_key_size=len(key),
-        serialized_value_size=len(value),
-        headers=(),
-    )
