@@ -142,7 +142,7 @@ def _writes(
     }
     operations: list[Write] = []
     for timer in planned:
-        fields = _timer_fields(timer)
+        fields = timer_fields(timer)
         current = stored.get(timer.timer_id)
         if current is None:
             document = {"_id": timer.timer_id, **fields, "fired_at": None, "attempts": 0}
@@ -164,7 +164,7 @@ def _writes(
     return operations, after
 
 
-def _timer_fields(timer: PlannedTimer) -> Document:
+def timer_fields(timer: PlannedTimer) -> Document:
     """What a planned timer stores (besides its firing state)."""
     return {
         "review_id": timer.review_id,

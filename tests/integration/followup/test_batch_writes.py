@@ -7,7 +7,7 @@ through the per-event path without losing either change; a crash between the vie
 repaired by the batch's redelivery.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -120,7 +120,7 @@ async def contents(followup: Followup) -> dict[str, list[Document]]:
     }
 
 
-async def process(followup: Followup, events: list[AnyReviewEvent]) -> list[str]:
+async def process(followup: Followup, events: Sequence[AnyReviewEvent]) -> list[str]:
     """The commands one batch of these events costs."""
     followup.counter.commands.clear()
     await followup.consumer.process([record_of(event, offset) for offset, event in enumerate(events)])
@@ -177,7 +177,7 @@ async def test_a_review_changed_meanwhile_by_another_writer_is_tracked_on_its_ow
     opened = [first.opened(at=T0), second.opened(at=T0)]
     async with followup_on(servers, f"conflict_{unique}") as followup:
         await process(followup, opened)
-        batch = [
+        batch: list[AnyReviewEvent] = [
             first.item_added(at=T0, item_id="a-1", due_at=T0 + 10 * DAY),
             first.updated(at=T0 + DAY, changed=("owner",), owner="carol"),
             second.item_added(at=T0, item_id="a-1", due_at=T0 + 10 * DAY),
