@@ -1,9 +1,13 @@
 """The ``reviews.events`` consumer: parse at the edge, track the event, count what it revealed.
 
-Records come in batches (``FOLLOWUP_BATCH_MAX_RECORDS``) and are tracked one after the other, in partition order; the
-batch's offsets are committed once, after every event of it is tracked (or dead-lettered) (``servicekit.batches``),
-and the backlog gauges are recounted once per batch instead of once per event. After a rewind the events already
-tracked come back and change nothing.
+Records come in batches (``FOLLOWUP_BATCH_MAX_RECORDS``) and are tracked together, each review's events in partition
+order, in a few writes whatever the batch's size (``ReviewTracker.track_batch``); the batch's offsets are committed
+once, after every event of it is tracked (or dead-lettered) (``servicekit.batches``), and the backlog gauges move once
+per batch. After a rewind the events already tracked come back and change nothing.
+
+The events the batch could not store (their review changed meanwhile, or its write was refused), and every event of a
+batch whose writes failed for another reason than an outage, are tracked one by one instead, with bounded retries:
+so a single bad event is still isolated and dead-lettered, and the others tracked.
 
 Idempotent in effect: tracking ignores events already applied (same id, or a version not newer than the view's).
 Event types follow-up does not know are counted and skipped (newer producers must not break older consumers); a
@@ -25,6 +29,7 @@ from servicekit.clock import Clock
 from servicekit.dead_letters import DeadLetters
 from servicekit.failures import describe, is_outage
 from servicekit.retries import with_bounded_retries
+from services.followup.domain.projection import Applied
 from services.followup.metrics import FollowupMetrics
 from services.followup.ports import BacklogCounter
 from services.followup.tracker import KnownReviews, ReviewTracker
@@ -92,11 +97,26 @@ class ReviewEventConsumer:
         parsed = [parse(record) for record in records]
         events = [item for item in parsed if not isinstance(item, (NotAnEvent, NotTracked))]
         known = await self._known_reviews(events) if events else KnownReviews()
+        batch = iter(await self._track_batch(events, known))
         tracked = False
         for record, item in zip(records, parsed, strict=True):
-            tracked = await self._handle(record, item, known) or tracked
+            applied = None if isinstance(item, (NotAnEvent, NotTracked)) else next(batch)
+            tracked = await self._handle(record, item, known, applied) or tracked
         if tracked:
             await self._refresh_backlog()
+
+    async def _track_batch(self, events: list[AnyReviewEvent], known: KnownReviews) -> list[Applied | None]:
+        """The batch tracked in a few writes; None for each event left to track on its own."""
+        if not events:
+            return []
+        try:
+            return await self._tracker.track_batch(events, known)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            # Whatever the batch stored is seen again as duplicates, and the timers are reconciled event by event.
+            log.warning("tracking the batch failed (%s); its events are tracked one by one", describe(exc))
+            return [None] * len(events)
 
     async def _known_reviews(self, events: list[AnyReviewEvent]) -> KnownReviews:
         """The batch's views and timers in two queries; only a shortcut: without it each event reads its own."""
@@ -108,8 +128,11 @@ class ReviewEventConsumer:
             log.warning("reading the batch's reviews failed (%s); each event reads its own", describe(exc))
             return KnownReviews()
 
-    async def _handle(self, record: ConsumerRecord[Any, Any], parsed: Parsed, known: KnownReviews) -> bool:
-        """Track one record's event (or dead-letter or skip the record); True when it reached the tracker."""
+    async def _handle(
+        self, record: ConsumerRecord[Any, Any], parsed: Parsed, known: KnownReviews, applied: Applied | None
+    ) -> bool:
+        """Count one record's event tracked with the batch (``applied``), or track it on its own, or dead-letter or
+        skip the record; True when it reached the tracker."""
         if isinstance(parsed, NotAnEvent):
             await self._dead_letters.send(record, parsed.reason)
             return False
@@ -118,14 +141,16 @@ class ReviewEventConsumer:
             log.info("skipping review event of type %r: not tracked", parsed.event_type)
             return False
         event = parsed
-        attempted = await with_bounded_retries(
-            lambda: self._tracker.track(event, known), self._max_attempts, self._retry_backoff_seconds
-        )
-        if attempted.result is None:
-            reason = f"failed after {attempted.attempts} attempts: {attempted.failure!r}"
-            await self._dead_letters.send(record, reason, attempted.attempts)
-            return False
-        result = attempted.result
+        result = applied
+        if result is None:
+            attempted = await with_bounded_retries(
+                lambda: self._tracker.track(event, known), self._max_attempts, self._retry_backoff_seconds
+            )
+            if attempted.result is None:
+                reason = f"failed after {attempted.attempts} attempts: {attempted.failure!r}"
+                await self._dead_letters.send(record, reason, attempted.attempts)
+                return False
+            result = attempted.result
         self._metrics.review_events.labels(event.type, result.outcome.value).inc()
         for fact in result.facts:
             self._metrics.record(fact)

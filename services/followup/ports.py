@@ -4,11 +4,12 @@ The MongoDB repositories implement them; unit tests pass fakes that implement th
 speaks in live here too, so the adapters depend on the ports and not the other way round.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from schemas import AnyReviewEvent
 from services.followup.domain.backlog import Backlog
 from services.followup.domain.projection import ReviewView
 from services.followup.domain.timers import PlannedTimer
@@ -17,6 +18,10 @@ from services.followup.domain.timers import PlannedTimer
 StoredTimers = dict[str, dict[str, Any]]
 # A view this replica stored: what it replaced (None: nothing) and what it is now.
 ViewChange = tuple[ReviewView | None, ReviewView]
+# An event as tracked: the view it met (None: none) and the view it left (None: still none).
+TrackedEvent = tuple[AnyReviewEvent, ReviewView | None, ReviewView | None]
+# A review's planned timers and its timers as read beforehand, to reconcile them with the others of a batch.
+TimerPlan = tuple[tuple[PlannedTimer, ...], StoredTimers]
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,10 @@ class ReviewViews(Protocol):
         """Compare-and-set: False, and nothing written, when the stored view is no longer ``replacing``."""
         ...
 
+    async def save_many(self, changes: Sequence[ViewChange]) -> set[str]:
+        """Each ``(replacing, view)`` a compare-and-set as ``save``, all in one write; the review ids not stored."""
+        ...
+
 
 class BacklogCounter(Protocol):
     """The counting side of the views: the backlog as stored, and the changes stored since it was counted."""
@@ -70,6 +79,10 @@ class PlannedTimers(Protocol):
         self, review_id: str, planned: tuple[PlannedTimer, ...], stored: StoredTimers | None = None
     ) -> StoredTimers | None:
         """The review's timers as they now are; None when a write met a timer written meanwhile: read them again."""
+        ...
+
+    async def reconcile_many(self, plans: Mapping[str, TimerPlan]) -> dict[str, StoredTimers | None]:
+        """``reconcile`` for several reviews in one write: review id -> its timers as they now are, or None."""
         ...
 
 

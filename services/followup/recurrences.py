@@ -7,17 +7,19 @@ review's partition with a compare-and-set on the review's version, which a secon
 without losing one of the two changes.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from schemas import ReviewRecurred
 from services.followup.domain.verification import LinkedRecurrence
 
 RECURRENCES = "followup_recurrences"
+DUPLICATE_KEY = 11000
 
 
 class RecurrenceRepository:
@@ -29,18 +31,19 @@ class RecurrenceRepository:
 
     async def record(self, event: ReviewRecurred) -> None:
         try:
-            await self.recurrences.insert_one(
-                {
-                    "_id": str(event.event_id),
-                    "earlier_review_id": event.earlier_review_id,
-                    "review_id": event.review_id,
-                    "incident_key": event.incident_key,
-                    "matched_on": event.matched_on,
-                    "occurred_at": event.occurred_at,
-                }
-            )
+            await self.recurrences.insert_one(_document(event))
         except DuplicateKeyError:
             return  # recorded already: a redelivery
+
+    async def record_many(self, events: Sequence[ReviewRecurred]) -> None:
+        """``record`` for several, in one unordered insert: those recorded already are skipped, the others kept."""
+        if not events:
+            return
+        try:
+            await self.recurrences.insert_many([_document(event) for event in events], ordered=False)
+        except BulkWriteError as exc:
+            if any(error["code"] != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+                raise
 
     async def linked_to(self, earlier_review_id: str) -> tuple[LinkedRecurrence, ...]:
         """The reviews linked as recurrences of ``earlier_review_id``, earliest first."""
@@ -52,3 +55,14 @@ class RecurrenceRepository:
             for document in await cursor.to_list()
         )
         return tuple(sorted(linked, key=lambda one: (one.at, one.review_id)))
+
+
+def _document(event: ReviewRecurred) -> dict[str, Any]:
+    return {
+        "_id": str(event.event_id),
+        "earlier_review_id": event.earlier_review_id,
+        "review_id": event.review_id,
+        "incident_key": event.incident_key,
+        "matched_on": event.matched_on,
+        "occurred_at": event.occurred_at,
+    }

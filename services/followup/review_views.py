@@ -4,14 +4,14 @@ Follow-up keeps its own projection, built from ``reviews.events``, so it never r
 """
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, InsertOne, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from schemas import ActionItemPriority, ActionItemStatus, ReviewStatus, Severity
 from schemas.verification import Verdict, VerificationPlan
@@ -69,12 +69,44 @@ class ReviewViewRepository:
         async with self._counting:
             if not await self._write(view, None if replacing is None else replacing.version):
                 return False
-            if len(self._changes) >= self._changes_kept:
-                self._changes.clear()
-                self._changes_lost = True
-            if not self._changes_lost:
-                self._changes.append((replacing, view))
+            self._remember(replacing, view)
             return True
+
+    async def save_many(self, changes: Sequence[ViewChange]) -> set[str]:
+        """Store each ``(replacing, view)`` as ``save`` would, in one unordered bulk write; the ids of those not stored.
+
+        A bulk write's result only counts (matched, inserted), so each write is made to fail on its own when the stored
+        view is no longer the one it replaces: a view stored for the first time is an insert (the review's id is taken
+        if another writer stored one meanwhile), and a replacement filters on the version it replaces *and upserts*, so
+        that a stored view of another version makes it insert a second document with the same id, which fails. Every
+        compare-and-set that lost is then a write error naming its operation, and nothing is written for it; a write
+        refused for any other reason is reported the same way, so its review can be tried alone.
+        """
+        if not changes:
+            return set()
+        operations: list[InsertOne[Document] | ReplaceOne[Document]] = [
+            InsertOne(view_to_document(view))
+            if replacing is None
+            else ReplaceOne({"_id": view.review_id, "version": replacing.version}, view_to_document(view), upsert=True)
+            for replacing, view in changes
+        ]
+        async with self._counting:
+            try:
+                await self.reviews.bulk_write(operations, ordered=False)
+                refused: set[str] = set()
+            except BulkWriteError as exc:
+                refused = {changes[error["index"]][1].review_id for error in exc.details.get("writeErrors", [])}
+            for replacing, view in changes:
+                if view.review_id not in refused:
+                    self._remember(replacing, view)
+            return refused
+
+    def _remember(self, replacing: ReviewView | None, view: ReviewView) -> None:
+        if len(self._changes) >= self._changes_kept:
+            self._changes.clear()
+            self._changes_lost = True
+        if not self._changes_lost:
+            self._changes.append((replacing, view))
 
     async def _write(self, view: ReviewView, previous_version: int | None) -> bool:
         document = view_to_document(view)

@@ -4,7 +4,7 @@ Timers are reconciled to the planned set in one bulk write per review, and fired
 of replicas fire each one once.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -14,10 +14,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from services.followup.domain.timers import PlannedTimer
-from services.followup.ports import ClaimedTimer, StoredTimers
+from services.followup.ports import ClaimedTimer, StoredTimers, TimerPlan
 from services.followup.timer_leases import claim_earliest_due, ensure_unfired_by_due
 
 TIMERS = "timers"
+Write = InsertOne[dict[str, Any]] | UpdateOne | DeleteMany
 DUPLICATE_KEY = 11000
 INDEX_NOT_FOUND = 27
 # Unfired timers, earliest due first, then by id: claim_due's filter and its whole sort.
@@ -64,42 +65,31 @@ class TimerRepository:
         """
         if stored is None:
             stored = {document["_id"]: document async for document in self.timers.find({"review_id": review_id})}
-        planned_ids = [timer.timer_id for timer in planned]
-        after = {
-            timer_id: document
-            for timer_id, document in stored.items()
-            if document.get("fired_at") is not None or timer_id in planned_ids
-        }
-        operations: list[InsertOne[Document] | UpdateOne | DeleteMany] = []
-        for timer in planned:
-            fields = _timer_fields(timer)
-            current = stored.get(timer.timer_id)
-            if current is None:
-                document = {"_id": timer.timer_id, **fields, "fired_at": None, "attempts": 0}
-                operations.append(InsertOne(document))
-            elif current.get("fired_at") is None and any(current.get(name) != value for name, value in fields.items()):
-                document = {**current, **fields}
-                operations.append(
-                    UpdateOne(
-                        {"_id": timer.timer_id, "fired_at": None},
-                        {"$set": fields, "$setOnInsert": {"fired_at": None, "attempts": 0}},
-                        upsert=True,
-                    )
-                )
-            else:
-                continue  # as planned already, or fired: history
-            after[timer.timer_id] = document
-        if any(document.get("fired_at") is None and timer_id not in after for timer_id, document in stored.items()):
-            operations.append(DeleteMany({"review_id": review_id, "fired_at": None, "_id": {"$nin": planned_ids}}))
+        return (await self.reconcile_many({review_id: (planned, stored)}))[review_id]
+
+    async def reconcile_many(self, plans: Mapping[str, TimerPlan]) -> dict[str, StoredTimers | None]:
+        """``reconcile`` for several reviews, their writes in one unordered bulk write (none when nothing differs).
+
+        A write error names its operation, so a duplicate id (a timer written meanwhile) makes only its own review's
+        result None; any other write error is raised.
+        """
+        operations: list[Write] = []
+        review_of_operation: list[str] = []
+        result: dict[str, StoredTimers | None] = {}
+        for review_id, (planned, stored) in plans.items():
+            writes, result[review_id] = _writes(review_id, planned, stored)
+            operations += writes
+            review_of_operation += [review_id] * len(writes)
         if not operations:
-            return after
+            return result
         try:
             await self.timers.bulk_write(operations, ordered=False)
         except BulkWriteError as exc:
-            if any(error["code"] != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
-                raise
-            return None
-        return after
+            for error in exc.details.get("writeErrors", []):
+                if error["code"] != DUPLICATE_KEY:
+                    raise
+                result[review_of_operation[error["index"]]] = None
+        return result
 
     async def claim_due(self, now: datetime, owner: str, lease_until: datetime) -> ClaimedTimer | None:
         """Take the lease on the earliest due, unfired timer nobody holds (or whose holder's lease ran out)."""
@@ -140,7 +130,41 @@ class TimerRepository:
         return await cursor.to_list()
 
 
-def _timer_fields(timer: PlannedTimer) -> Document:
+def _writes(
+    review_id: str, planned: tuple[PlannedTimer, ...], stored: StoredTimers
+) -> tuple[list[Write], StoredTimers]:
+    """What makes the review's unfired timers ``planned`` given ``stored``, and its timers once that is written."""
+    planned_ids = [timer.timer_id for timer in planned]
+    after = {
+        timer_id: document
+        for timer_id, document in stored.items()
+        if document.get("fired_at") is not None or timer_id in planned_ids
+    }
+    operations: list[Write] = []
+    for timer in planned:
+        fields = timer_fields(timer)
+        current = stored.get(timer.timer_id)
+        if current is None:
+            document = {"_id": timer.timer_id, **fields, "fired_at": None, "attempts": 0}
+            operations.append(InsertOne(document))
+        elif current.get("fired_at") is None and any(current.get(name) != value for name, value in fields.items()):
+            document = {**current, **fields}
+            operations.append(
+                UpdateOne(
+                    {"_id": timer.timer_id, "fired_at": None},
+                    {"$set": fields, "$setOnInsert": {"fired_at": None, "attempts": 0}},
+                    upsert=True,
+                )
+            )
+        else:
+            continue  # as planned already, or fired: history
+        after[timer.timer_id] = document
+    if any(document.get("fired_at") is None and timer_id not in after for timer_id, document in stored.items()):
+        operations.append(DeleteMany({"review_id": review_id, "fired_at": None, "_id": {"$nin": planned_ids}}))
+    return operations, after
+
+
+def timer_fields(timer: PlannedTimer) -> Document:
     """What a planned timer stores (besides its firing state)."""
     return {
         "review_id": timer.review_id,

@@ -15,21 +15,22 @@ timer yet, and every unfired timer of a series no longer planned (item reopened,
 deleted, later attempts included. Fired timers are history and stay.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DeleteMany, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.followup.domain.verification import PlannedVerification, VerificationRequest, attempt_timer_id
 from services.followup.timer_leases import claim_earliest_due, ensure_unfired_by_due
 
 VERIFICATION_TIMERS = "verification_timers"
+DUPLICATE_KEY = 11000
 
 Document = dict[str, Any]
 _requests: TypeAdapter[VerificationRequest] = TypeAdapter(VerificationRequest)
@@ -71,6 +72,30 @@ class VerificationTimerRepository:
         for one in planned:
             await self._insert_once(one.request, 1, one.due_at, one.due_at)
 
+    async def reconcile_many(self, plans: Mapping[str, tuple[PlannedVerification, ...]]) -> None:
+        """``reconcile`` for several reviews in one unordered bulk write: the deletes and first attempts never meet
+        (a delete takes series not planned, an insert a planned one), so their order does not matter."""
+        operations: list[DeleteMany | UpdateOne] = []
+        for review_id, planned in plans.items():
+            series = [one.request.series for one in planned]
+            operations.append(DeleteMany({"review_id": review_id, "fired_at": None, "series": {"$nin": series}}))
+            operations += [
+                UpdateOne(
+                    {"_id": attempt_timer_id(one.request.series, 1)},
+                    {"$setOnInsert": _attempt_document(one.request, 1, one.due_at, one.due_at)},
+                    upsert=True,
+                )
+                for one in planned
+            ]
+        if not operations:
+            return
+        try:
+            await self.timers.bulk_write(operations, ordered=False)
+        except BulkWriteError as exc:
+            # Two upserts of one attempt raced: the other inserted it.
+            if any(error["code"] != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+                raise
+
     async def add_attempt(
         self, request: VerificationRequest, attempt: int, due_at: datetime, first_due: datetime
     ) -> None:
@@ -80,19 +105,7 @@ class VerificationTimerRepository:
         self, request: VerificationRequest, attempt: int, due_at: datetime, first_due: datetime
     ) -> None:
         timer_id = attempt_timer_id(request.series, attempt)
-        document = {
-            "review_id": request.review_id,
-            "series": request.series,
-            "attempt": attempt,
-            "method": request.plan.method.value,
-            "due_at": due_at,
-            "first_due_at": first_due,
-            "request": _requests.dump_python(request, mode="json"),
-            "payload": None,
-            "verdict": None,
-            "fired_at": None,
-            "claims": 0,
-        }
+        document = _attempt_document(request, attempt, due_at, first_due)
         try:
             await self.timers.update_one({"_id": timer_id}, {"$setOnInsert": document}, upsert=True)
         except DuplicateKeyError:
@@ -151,3 +164,19 @@ class VerificationTimerRepository:
             [("due_at", ASCENDING), ("_id", ASCENDING)]
         )
         return await cursor.to_list()
+
+
+def _attempt_document(request: VerificationRequest, attempt: int, due_at: datetime, first_due: datetime) -> Document:
+    return {
+        "review_id": request.review_id,
+        "series": request.series,
+        "attempt": attempt,
+        "method": request.plan.method.value,
+        "due_at": due_at,
+        "first_due_at": first_due,
+        "request": _requests.dump_python(request, mode="json"),
+        "payload": None,
+        "verdict": None,
+        "fired_at": None,
+        "claims": 0,
+    }

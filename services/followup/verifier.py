@@ -16,7 +16,7 @@ Once an evaluation's event is stored on the timer, whoever fires it publishes ex
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,6 +31,7 @@ from services.followup.domain.answers import AlertsAnswer, Answer
 from services.followup.domain.projection import ReviewView
 from services.followup.domain.verification import (
     Answers,
+    PlannedVerification,
     Question,
     VerificationPolicy,
     VerificationRequest,
@@ -39,6 +40,7 @@ from services.followup.domain.verification import (
     questions,
     remediation_verified,
 )
+from services.followup.ports import TrackedEvent
 from services.followup.prometheus import PrometheusClient
 from services.followup.recurrences import RecurrenceRepository
 from services.followup.review_views import ReviewViewRepository
@@ -79,6 +81,26 @@ class VerificationTracking:
         # Most reviews never plan an evaluation: then there is nothing to keep, nor to cancel, and nothing is written.
         if planned or (before is not None and plan_verifications(before, self._policy)):
             await self._timers.reconcile(event.review_id, planned)
+
+    async def track_many(self, tracked: Sequence[TrackedEvent]) -> None:
+        """``track`` for a batch's events, in order, in one write per collection.
+
+        Each review's verification timers are reconciled once, to what its last view plans, if any view it went
+        through planned something (so a redelivered event still repairs them, as ``track`` does): the sequence of
+        per-event reconciles ends in the same state, since each one makes the pending series exactly its plan.
+        """
+        await self._recurrences.record_many([event for event, _, _ in tracked if isinstance(event, ReviewRecurred)])
+        last: dict[str, ReviewView | None] = {}
+        touched: set[str] = set()
+        for event, before, after in tracked:
+            last[event.review_id] = after
+            if any(view is not None and plan_verifications(view, self._policy) for view in (before, after)):
+                touched.add(event.review_id)
+        plans: dict[str, tuple[PlannedVerification, ...]] = {}
+        for review_id in sorted(touched):
+            view = last[review_id]
+            plans[review_id] = () if view is None else plan_verifications(view, self._policy)
+        await self._timers.reconcile_many(plans)
 
 
 @dataclass(frozen=True)
