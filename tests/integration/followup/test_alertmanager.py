@@ -17,6 +17,7 @@ from schemas.verification import Verdict, VerificationMethod, VerificationPlan
 from services.followup.alertmanager import AlertmanagerClient
 from services.followup.domain.answers import Firing, NoAnswer, Problem
 from services.followup.settings import AlertmanagerSettings, PrometheusSettings
+from services.followup.verification_timers import VERIFICATION_TIMERS
 from tests.conftest import Servers
 from tests.integration.followup.prometheus_history import History
 from tests.integration.followup.support import (
@@ -33,6 +34,7 @@ from tests.support.alertmanager import AlertmanagerServer
 from tests.support.mongo import scratch_database
 from tests.support.ports import free_port
 from tests.support.prometheus import PrometheusServer
+from tests.support.waiting import eventually
 from tests.unit.followup.builders import ReviewStory
 
 pytestmark = pytest.mark.integration
@@ -176,6 +178,9 @@ async def verify_alerts(
     ):
         await produce_events(servers, settings.review_events_topic, done_with_plans(story, history, PLANS))
         await tracked_at_version(app, story.review_id, story.version)
+        # The verification timers are written after the view: sweeping before they are would find nothing due.
+        timers = db[VERIFICATION_TIMERS]
+        await eventually(lambda: timers.count_documents({"review_id": story.review_id}), lambda n: n == len(PLANS))
         clock.set(history.at(120) + timedelta(minutes=3))
         fired = await parts(app).verifier.sweep_once(clock.now())
     return {one.event.action_item_id: one.event for one in fired}
