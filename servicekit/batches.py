@@ -126,6 +126,11 @@ class GuardedBatches:
             raise exc
 
 
+# What a held fetch waits for before ``batch_wait_ms`` runs out: more than a batch of ordinary records ever weighs, so
+# under a trickle the wait decides, and under load the batch size does (a full fetch returns at once).
+BATCH_FILL_BYTES = 1024 * 1024
+
+
 def subscribe_batches(
     broker: KafkaBroker,
     handler: RecordBatchHandler,
@@ -149,6 +154,8 @@ def subscribe_batches(
         batch=True,
         max_records=settings.batch_max_records,
         max_poll_interval_ms=max_poll_interval_for(settings),
+        fetch_min_bytes=BATCH_FILL_BYTES if settings.batch_wait_ms else 1,
+        fetch_max_wait_ms=settings.batch_wait_ms,
         parser=tolerant_batch_parser,
         decoder=undecoded,
     )(on_batch)

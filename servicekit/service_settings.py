@@ -17,6 +17,10 @@ class ServiceSettings(BaseSettings):
     http_read_timeout_seconds: float = Field(default=15.0, gt=0)
     # Records handled together and committed once.
     batch_max_records: int = Field(default=100, ge=1, le=10_000)
+    # How long the broker may hold a fetch to gather more records (0: hand over whatever is there at once). Under a
+    # steady trickle this turns many one-record batches, each paying its round trips to MongoDB, into fewer fuller
+    # ones, at the cost of at most this much latency per stage; under load a batch fills at once and never waits.
+    batch_wait_ms: int = Field(default=100, ge=0, le=5_000)
     # A record that keeps failing for a reason other than an outage goes to the DLQ after this many attempts.
     max_attempts: int = Field(default=5, ge=1, le=100)
     retry_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
