@@ -20,7 +20,7 @@ class ServiceSettings(BaseSettings):
     # How long the broker may hold a fetch to gather more records (0: hand over whatever is there at once). Under a
     # steady trickle this turns many one-record batches, each paying its round trips to MongoDB, into fewer fuller
     # ones, at the cost of at most this much latency per stage; under load a batch fills at once and never waits.
-    batch_wait_ms: int = Field(default=100, ge=0, le=5_000)
+    batch_wait_ms: int = Field(default=300, ge=0, le=5_000)
     # A record that keeps failing for a reason other than an outage goes to the DLQ after this many attempts.
     max_attempts: int = Field(default=5, ge=1, le=100)
     retry_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
