@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, Servers
-from tests.e2e.test_pipeline import free_port, generic_incident
+from tests.e2e.test_pipeline import generic_incident
 from tests.support.kafka import committed_offsets, create_topics, produce_many, read_topic
+from tests.support.ports import free_port
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e

@@ -4,13 +4,10 @@ A generic event produced to ``incidents.raw`` becomes a review in MongoDB, a ``R
 and a moved metric on follow-up's ``/metrics``; duplicates and garbage do no harm.
 """
 
+import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,17 +20,22 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
 from schemas import ReviewOpened
-from tests.conftest import REPO, Servers
+from tests.conftest import Servers
+from tests.e2e.service_processes import (
+    SERVICES,
+    PipelineTopics,
+    drop_database,
+    group_ids,
+    pipeline_environment,
+    start,
+    stop,
+    wait_ready,
+)
 from tests.support.kafka import create_topics, produce, read_to_end, read_topic, wait_until_consumed
+from tests.support.ports import free_port
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -52,90 +54,26 @@ class Pipeline:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
 
 
-def _wait_ready(pipeline: Pipeline, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    pending = set(pipeline.processes)
-    while pending and time.monotonic() < deadline:
-        for name in list(pending):
-            if pipeline.processes[name].poll() is not None:
-                raise RuntimeError(f"{name} exited early:\n{(pipeline.logs / f'{name}.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(pipeline.url(name, "/readyz"), timeout=2.0).status_code == 200:
-                    pending.discard(name)
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.3)
-    if pending:
-        raise RuntimeError(f"not ready after {timeout}s: {sorted(pending)}")
-
-
 @pytest.fixture(scope="module")
 def pipeline(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    import asyncio
-
     suffix = uuid.uuid4().hex[:8]
-    raw, closed, events = f"incidents.raw.{suffix}", f"incidents.closed.{suffix}", f"reviews.events.{suffix}"
-    followups = f"followups.events.{suffix}"
-    asyncio.run(
-        create_topics(
-            servers.kafka_bootstrap,
-            *(raw, f"{raw}.dlq", closed, f"{closed}.dlq", events, f"{events}.dlq", followups, f"{followups}.dlq"),
-        )
-    )
+    topics = PipelineTopics.fresh(suffix)
+    asyncio.run(create_topics(servers.kafka_bootstrap, *topics.with_dead_letters()))
     logs = tmp_path_factory.mktemp("service-logs")
-    ports = {name: free_port() for name in ("ingest", "review", "followup")}
-    groups = {name: f"{name}-{suffix}" for name in ports}
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": servers.kafka_bootstrap,
-        "MONGODB_URI": servers.mongodb_uri,
-        "MONGODB_DATABASE": f"e2e_{suffix}",
-        "INGEST_RAW_TOPIC": raw,
-        "INGEST_CLOSED_TOPIC": closed,
-        "INGEST_GROUP_ID": groups["ingest"],
-        "INGEST_HTTP_PORT": str(ports["ingest"]),
-        "REVIEW_CLOSED_TOPIC": closed,
-        "REVIEW_EVENTS_TOPIC": events,
-        "REVIEW_GROUP_ID": groups["review"],
-        "REVIEW_HTTP_PORT": str(ports["review"]),
-        "REVIEW_FOLLOWUPS_TOPIC": followups,
-        "REVIEW_FOLLOWUPS_GROUP_ID": f"review-followups-{suffix}",
-        "FOLLOWUP_EVENTS_TOPIC": followups,
-        "FOLLOWUP_REVIEW_EVENTS_TOPIC": events,
-        "FOLLOWUP_GROUP_ID": groups["followup"],
-        "FOLLOWUP_HTTP_PORT": str(ports["followup"]),
-    }
-    processes = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            cwd=REPO,
-            env=env,
-            stdout=(logs / f"{name}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for name in ports
-    }
-    pipeline = Pipeline(servers, f"e2e_{suffix}", raw, closed, events, groups, ports, processes, logs)
+    ports = {name: free_port() for name in SERVICES}
+    database = f"e2e_{suffix}"
+    env = {**os.environ, **pipeline_environment(servers, database, topics, suffix, ports)}
+    processes = start(env, logs)
+    pipeline = Pipeline(
+        servers, database, topics.raw, topics.closed, topics.events, group_ids(suffix), ports, processes, logs
+    )
     try:
-        _wait_ready(pipeline)
+        wait_ready(processes, ports, logs)
         yield pipeline
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for name, process in processes.items():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                raise AssertionError(f"{name} did not stop within 30s of SIGTERM") from None
-        asyncio.run(_drop(servers.mongodb_uri, pipeline.database))
-
-
-async def _drop(uri: str, database: str) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
-    await client.drop_database(database)
-    await client.close()
+        killed = stop(processes)
+        asyncio.run(drop_database(servers.mongodb_uri, database))
+        assert killed == [], f"{killed} did not stop within 30s of SIGTERM"
 
 
 def generic_incident(incident_id: str, severity: str = "high") -> bytes:

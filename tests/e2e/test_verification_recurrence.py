@@ -13,10 +13,7 @@ case takes about one window; every wait is on a condition with a deadline.
 import asyncio
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,10 +23,19 @@ from typing import Any
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
 
 from schemas.verification import Verdict
-from tests.conftest import REPO, Servers
+from tests.conftest import Servers
+from tests.e2e.service_processes import (
+    SERVICES,
+    PipelineTopics,
+    drop_database,
+    log_tail,
+    pipeline_environment,
+    start,
+    stop,
+    wait_ready,
+)
 from tests.support.kafka import create_topics, produce
 from tests.support.ports import free_port
 from tests.support.waiting import eventually
@@ -39,7 +45,6 @@ pytestmark = pytest.mark.e2e
 TOKEN = "e2e-recurrence-editor"  # only known to the review process started here
 # Long enough for a second incident to go raw -> review -> follow-up on a busy machine, short enough to wait for.
 WINDOW_SECONDS = 12
-SERVICES = ("ingest", "review", "followup")
 
 
 @dataclass
@@ -55,91 +60,33 @@ class Services:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
 
     def log_tail(self, service: str) -> str:
-        return (self.logs / f"{service}.log").read_text()[-3000:]
-
-
-def _wait_ready(services: Services, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    pending = set(services.processes)
-    while pending and time.monotonic() < deadline:
-        for name in list(pending):
-            if services.processes[name].poll() is not None:
-                raise RuntimeError(f"{name} exited early:\n{services.log_tail(name)}")
-            try:
-                if httpx.get(services.url(name, "/readyz"), timeout=2.0).status_code == httpx.codes.OK:
-                    pending.discard(name)
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.3)
-    if pending:
-        raise RuntimeError(f"not ready after {timeout}s: {sorted(pending)}")
+        return log_tail(self.logs, service)
 
 
 @pytest.fixture(scope="module")
 def services(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     suffix = uuid.uuid4().hex[:8]
-    raw, closed, events = f"incidents.raw.{suffix}", f"incidents.closed.{suffix}", f"reviews.events.{suffix}"
-    followups = f"followups.events.{suffix}"
-    topics = (raw, closed, events, followups)
-    asyncio.run(create_topics(servers.kafka_bootstrap, *topics, *(f"{topic}.dlq" for topic in topics)))
+    topics = PipelineTopics.fresh(suffix)
+    asyncio.run(create_topics(servers.kafka_bootstrap, *topics.with_dead_letters()))
     logs = tmp_path_factory.mktemp("recurrence-logs")
     ports = {name: free_port() for name in SERVICES}
     database = f"e2e_recur_{suffix}"
     env = {
         **{name: value for name, value in os.environ.items() if not name.startswith("FOLLOWUP_PROMETHEUS_")},
-        "KAFKA_BOOTSTRAP_SERVERS": servers.kafka_bootstrap,
-        "MONGODB_URI": servers.mongodb_uri,
-        "MONGODB_DATABASE": database,
-        "INGEST_RAW_TOPIC": raw,
-        "INGEST_CLOSED_TOPIC": closed,
-        "INGEST_GROUP_ID": f"ingest-{suffix}",
-        "INGEST_HTTP_PORT": str(ports["ingest"]),
-        "REVIEW_CLOSED_TOPIC": closed,
-        "REVIEW_EVENTS_TOPIC": events,
-        "REVIEW_GROUP_ID": f"review-{suffix}",
-        "REVIEW_HTTP_PORT": str(ports["review"]),
-        "REVIEW_FOLLOWUPS_TOPIC": followups,
-        "REVIEW_FOLLOWUPS_GROUP_ID": f"review-followups-{suffix}",
+        **pipeline_environment(servers, database, topics, suffix, ports),
         "REVIEW_API_TOKENS": json.dumps({TOKEN: {"name": "erin", "role": "editor"}}),
-        "FOLLOWUP_EVENTS_TOPIC": followups,
-        "FOLLOWUP_REVIEW_EVENTS_TOPIC": events,
-        "FOLLOWUP_GROUP_ID": f"followup-{suffix}",
-        "FOLLOWUP_HTTP_PORT": str(ports["followup"]),
         "FOLLOWUP_SWEEP_INTERVAL_SECONDS": "0.3",
         # Recurrence needs no Prometheus (none is configured here); judge as soon as the window has ended.
         "FOLLOWUP_VERIFICATION_EVALUATION_DELAY": "PT0.5S",
     }
-    processes = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            cwd=REPO,
-            env=env,
-            stdout=(logs / f"{name}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for name in SERVICES
-    }
-    running = Services(servers, database, raw, ports, processes, logs)
+    processes = start(env, logs)
+    running = Services(servers, database, topics.raw, ports, processes, logs)
     try:
-        _wait_ready(running)
+        wait_ready(processes, ports, logs)
         yield running
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        asyncio.run(_drop(servers.mongodb_uri, database))
-
-
-async def _drop(uri: str, database: str) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
-    await client.drop_database(database)
-    await client.close()
+        stop(processes)
+        asyncio.run(drop_database(servers.mongodb_uri, database))
 
 
 def resolved_incident(incident_id: str, fingerprint: str, title: str, resolved_at: datetime) -> bytes:
