@@ -6,7 +6,6 @@ does (``POST /api/v2/alerts``), so what its API answers is exactly what the test
 
 import shutil
 import subprocess
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.ports import free_port
+from tests.support.processes import start_until_ready, terminate
 
 ALERTMANAGER = (
     shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or "/usr/bin/prometheus-alertmanager"
@@ -36,8 +36,7 @@ class AlertmanagerServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "alertmanager.yml"
         config.write_text(NOBODY, encoding="utf-8")
-        log = (self.data_dir / "alertmanager.log").open("ab")
-        self.process = subprocess.Popen(
+        self.process = start_until_ready(
             [
                 ALERTMANAGER,
                 f"--config.file={config}",
@@ -45,22 +44,10 @@ class AlertmanagerServer:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--cluster.listen-address=",  # one instance: no gossip port
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            self.data_dir / "alertmanager.log",
+            f"{self.url}/-/ready",
+            timeout,
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"alertmanager exited with {self.process.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == httpx.codes.OK:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"alertmanager was not ready within {timeout}s; see {log.name}")
 
     def fire(self, labels: Mapping[str, str], starts_at: datetime) -> None:
         """An alert firing since ``starts_at``, sent as Prometheus sends it (unresolved for the resolve_timeout)."""
@@ -70,10 +57,5 @@ class AlertmanagerServer:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
         self.process = None

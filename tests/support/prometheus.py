@@ -7,15 +7,13 @@ server scrapes nothing: what it knows is exactly what the test wrote.
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import httpx
-
 from tests.support.ports import free_port
+from tests.support.processes import start_until_ready, terminate
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -86,8 +84,7 @@ class PrometheusServer:
     def start(self, timeout: float = 30.0) -> None:
         config = self.data_dir.parent / f"{self.data_dir.name}.yml"
         config.write_text(MINIMAL_CONFIG, encoding="utf-8")
-        log = (self.data_dir.parent / f"{self.data_dir.name}.log").open("ab")
-        self.process = subprocess.Popen(
+        self.process = start_until_ready(
             [
                 PROMETHEUS,
                 f"--config.file={config}",
@@ -95,30 +92,13 @@ class PrometheusServer:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--storage.tsdb.retention.time=30d",
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            self.data_dir.parent / f"{self.data_dir.name}.log",
+            f"{self.url}/-/ready",
+            timeout,
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.process.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == httpx.codes.OK:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"prometheus was not ready within {timeout}s; see {log.name}")
 
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
         self.process = None
