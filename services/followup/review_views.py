@@ -26,6 +26,9 @@ from services.followup.domain.projection import (
 from services.followup.ports import ViewChange
 
 TRACKED_REVIEWS = "followup_reviews"
+# Whether a view has an action item done with a verification plan and no verdict yet: the unverified gauge reads only
+# those views (and views stored before the field, which lack it) through its index, not every review ever tracked.
+AWAITING_VERDICT = "awaiting_verdict"
 
 Document = dict[str, Any]
 # Changes kept for the gauges between two counts; past this many the next refresh counts instead (bounded memory).
@@ -49,6 +52,7 @@ class ReviewViewRepository:
 
     async def ensure_indexes(self) -> None:
         await self.reviews.create_index([("status", ASCENDING), ("severity", ASCENDING)], name="status_severity")
+        await self.reviews.create_index([(AWAITING_VERDICT, ASCENDING)], name="awaiting_verdict")
 
     async def get(self, review_id: str) -> ReviewView | None:
         document = await self.reviews.find_one({"_id": review_id})
@@ -184,6 +188,13 @@ def _due_by(field: str, now: datetime) -> Document:
     return {"$and": [{"$ne": [{"$ifNull": [field, None]}, None]}, {"$lte": [field, now]}]}
 
 
+def awaiting_verdict(view: ReviewView) -> bool:
+    return any(
+        item.status is ActionItemStatus.DONE and item.verification is not None and item.verdict is None
+        for item in view.action_items
+    )
+
+
 def view_to_document(view: ReviewView) -> Document:
     return {
         "_id": view.review_id,
@@ -219,6 +230,7 @@ def view_to_document(view: ReviewView) -> Document:
             }
             for item in view.action_items
         ],
+        AWAITING_VERDICT: awaiting_verdict(view),
     }
 
 

@@ -16,7 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from schemas import RemediationVerified, Severity
 from schemas.verification import Verdict, VerificationMethod
 from services.followup.domain.projection import DROPPED_STATUSES, RemediationJudged
-from services.followup.review_views import ReviewViewRepository
+from services.followup.review_views import AWAITING_VERDICT, ReviewViewRepository
 from services.followup.verification_timers import VerificationTimerRepository
 
 FINAL_VERDICTS = (Verdict.EFFECTIVE, Verdict.NOT_EFFECTIVE)
@@ -99,24 +99,28 @@ class VerificationMetrics:
             self._counted_at = now
 
 
+def unverified_pipeline() -> list[dict[str, Any]]:
+    """Done items with a verification plan and no verdict, by method.
+
+    The first stage alone uses the ``awaiting_verdict`` index (one predicate, so that every server plans it on the
+    index): it reads the views awaiting a verdict and those stored before the flag (null), never the whole history.
+    The stages after it count exactly, whatever the flag says.
+    """
+    return [
+        {"$match": {AWAITING_VERDICT: {"$in": [True, None]}}},
+        {"$match": {"status": {"$nin": [status.value for status in DROPPED_STATUSES]}}},
+        {"$unwind": "$action_items"},
+        {
+            "$match": {
+                "action_items.status": "done",
+                "action_items.verification": {"$type": "object"},
+                "action_items.verdict": None,
+            }
+        },
+        {"$group": {"_id": "$action_items.verification.method", "count": {"$sum": 1}}},
+    ]
+
+
 async def _count_unverified(reviews: AsyncCollection[dict[str, Any]]) -> dict[str, int]:
-    cursor = await reviews.aggregate(
-        [
-            {
-                "$match": {
-                    "status": {"$nin": [status.value for status in DROPPED_STATUSES]},
-                    "action_items.0": {"$exists": True},
-                }
-            },
-            {"$unwind": "$action_items"},
-            {
-                "$match": {
-                    "action_items.status": "done",
-                    "action_items.verification": {"$type": "object"},
-                    "action_items.verdict": None,
-                }
-            },
-            {"$group": {"_id": "$action_items.verification.method", "count": {"$sum": 1}}},
-        ]
-    )
+    cursor = await reviews.aggregate(unverified_pipeline())
     return {row["_id"]: row["count"] for row in await cursor.to_list()}
