@@ -40,6 +40,7 @@ from services.followup.review_views import TRACKED_REVIEWS, ReviewViewRepository
 from services.review.documents import review_to_document
 from services.review.domain.record import open_review
 from services.review.policy_file import load_policy
+from services.review.recurrence_heads import HEADS_COMPLETE
 from services.review.repository import REVIEWS, ReviewRepository
 from services.review.settings import DEFAULT_POLICY_FILE
 
@@ -85,7 +86,8 @@ async def seed(uri: str, run: str, size: int) -> float:
         database = client[database_of(run)]
         # The services' indexes first, so that the inserts maintain them and the services start without building
         # them over the seeded documents.
-        await ReviewRepository(database).ensure_indexes()
+        repository = ReviewRepository(database)
+        await repository.ensure_indexes()
         await ReviewViewRepository(database).ensure_indexes()
         now = datetime.now(UTC).replace(microsecond=0)
         for start in range(0, size, SEED_BATCH):
@@ -93,6 +95,10 @@ async def seed(uri: str, run: str, size: int) -> float:
             await database[REVIEWS].insert_many(reviews, ordered=False)
             if views:
                 await database[TRACKED_REVIEWS].insert_many(views, ordered=False)
+        # Heads for the seeded groups, as review keeps them when it opens reviews: the first ensure_indexes marked the
+        # empty collection's heads complete, which would have the seeded reviews never found as earlier occurrences.
+        await repository.recurrence_heads.delete_one({"_id": HEADS_COMPLETE})
+        await repository.ensure_indexes()
     finally:
         await client.close()
     return time.monotonic() - began
