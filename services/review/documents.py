@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from schemas import ActionItemStatus, ReviewEvent
+from services.review.domain.outbox_order import order_key
 from services.review.domain.record import Review
 from services.review.domain.workflow import BEFORE_PUBLICATION
 from services.review.ports import ActionItemFilter, ReviewFilter
@@ -78,9 +79,14 @@ def action_item_query(where: ActionItemFilter, now: datetime, prefix: str) -> Do
     return query
 
 
+# An outbox entry's sending order as one string (``domain/outbox_order.py``); missing on entries written before it.
+OUTBOX_ORDER = "order"
+
+
 def outbox_document(event: ReviewEvent, topic: str, seq: int, now: datetime) -> Document:
+    event_id = str(event.event_id)
     return {
-        "_id": str(event.event_id),
+        "_id": event_id,
         "topic": topic,
         "key": event.review_id,
         "event_type": type(event).__name__,
@@ -89,5 +95,15 @@ def outbox_document(event: ReviewEvent, topic: str, seq: int, now: datetime) -> 
         # Orders the events one transaction writes (e.g. ReviewOpened before ReviewRecurred at the same version).
         "seq": seq,
         "created_at": now,
+        # Sorts as (created_at, version, seq, _id): the relay reads the oldest pending entries from one index.
+        OUTBOX_ORDER: order_key(now, event.version, seq, event_id),
         "sent_at": None,
     }
+
+
+def outbox_order_of(document: Document) -> str:
+    """An entry's order key: the stored one, or for an entry written before keys existed, the one it would have."""
+    stored = document.get(OUTBOX_ORDER)
+    if isinstance(stored, str):
+        return stored
+    return order_key(document["created_at"], int(document["version"]), int(document["seq"]), str(document["_id"]))

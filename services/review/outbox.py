@@ -9,7 +9,8 @@
   replaced when its lease runs out; one that outlives its lease mid-pass may send an entry twice, which the event
   id makes harmless.
 - A pass costs three round trips when there is anything to send (lease, pending entries, mark sent), however many
-  entries: different reviews' entries are in flight together, one review's go one after the other.
+  entries: different reviews' entries are in flight together, one review's go one after the other. Behind a full
+  batch (a backlog), the next batch's read is bounded by an order key and costs one or two more.
 """
 
 import asyncio
@@ -23,6 +24,7 @@ from datetime import datetime
 
 from faststream.kafka import KafkaBroker
 
+from services.review.domain.outbox_order import window_end
 from services.review.ports import Outbox, OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -83,14 +85,19 @@ class OutboxRelay:
         The lease is taken (or renewed) once per pass, and again only before each further batch when the one before
         was full. A batch shorter than ``batch_size`` means the outbox was drained: nothing more is asked for. What
         is written after that query wakes the relay again (or waits for its next poll).
+
+        After a full batch there is a backlog: the next read is bounded by where that batch probably ends (twice the
+        span of the one before), so that each read costs about a batch however long the backlog is.
         """
         sent = 0
+        ends_before: str | None = None
         while await self._repository.hold_relay_lease(self.holder, self._clock(), self._lease_seconds):
-            entries = await self._repository.unsent(self._batch_size)
+            entries = await self._repository.unsent(self._batch_size, ends_before=ends_before)
             if entries:
                 sent += await self._publish_in_order(entries)
             if len(entries) < self._batch_size:
                 break
+            ends_before = window_end(entries[0].order, entries[-1].order)
         return sent
 
     async def _publish_in_order(self, entries: list[OutboxEntry]) -> int:

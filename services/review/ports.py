@@ -72,6 +72,8 @@ class OutboxEntry:
     key: str
     payload: str
     event_type: str
+    # Where the entry stands in sending order (``domain/outbox_order.py``).
+    order: str
 
 
 class ReviewStore(Protocol):
@@ -132,7 +134,12 @@ class Outbox(Protocol):
 
     async def release_relay_lease(self, holder: str) -> None: ...
 
-    async def unsent(self, limit: int) -> list[OutboxEntry]: ...
+    async def unsent(self, limit: int, *, ends_before: str | None = None) -> list[OutboxEntry]:
+        """The ``limit`` oldest unsent entries, oldest first (fewer only when no more are unsent).
+
+        ``ends_before``: an order key the batch probably ends before; it bounds what is read, never the answer.
+        """
+        ...
 
     async def mark_sent(self, event_ids: list[str], now: datetime) -> None: ...
 

@@ -21,10 +21,12 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from schemas import ReviewEvent
 from services.review.documents import (
+    OUTBOX_ORDER,
     Document,
     action_item_query,
     filter_query,
     outbox_document,
+    outbox_order_of,
     review_from_document,
     review_to_document,
 )
@@ -51,7 +53,7 @@ DUPLICATE_KEY = 11000
 # Indexes replaced by ones that serve a whole sort (with its tie-break): dropped so writes do not maintain both.
 REPLACED_INDEXES = {
     REVIEWS: ("recurrence_fingerprint", "recurrence_service_title"),
-    OUTBOX: ("unsent_in_version_order",),
+    OUTBOX: ("unsent_in_version_order", "unsent_in_order"),
 }
 
 T = TypeVar("T")
@@ -108,16 +110,9 @@ class ReviewRepository:
             [("incident.service", ASCENDING), ("title_key", ASCENDING), *LATEST_OCCURRENCE_FIRST],
             name="recurrence_by_service_and_title",
         )
-        await self.outbox.create_index(
-            [
-                ("sent_at", ASCENDING),
-                ("created_at", ASCENDING),
-                ("version", ASCENDING),
-                ("seq", ASCENDING),
-                ("_id", ASCENDING),
-            ],
-            name="unsent_in_order",
-        )
+        # The pending entries in sending order, under one field: a server that serves only a one-field sort from an
+        # index (SecantusDB) uses it as MongoDB does. Replaces ``unsent_in_order`` (created_at, version, seq, _id).
+        await self.outbox.create_index([("sent_at", ASCENDING), (OUTBOX_ORDER, ASCENDING)], name="unsent_by_order")
         for collection in (self.reviews, self.outbox):
             for name in REPLACED_INDEXES[collection.name]:
                 try:
@@ -376,12 +371,31 @@ class ReviewRepository:
         """``earlier_occurrence`` group by group for a batch of incidents, in a fixed number of reads."""
         return await self._recurrence.latest_in_each(queries)
 
-    async def unsent(self, limit: int) -> list[OutboxEntry]:
-        cursor = (
-            self.outbox.find({"sent_at": None})
-            .sort([("created_at", ASCENDING), ("version", ASCENDING), ("seq", ASCENDING), ("_id", ASCENDING)])
-            .limit(limit)
-        )
+    async def unsent(self, limit: int, *, ends_before: str | None = None) -> list[OutboxEntry]:
+        """The ``limit`` oldest unsent entries, oldest first: a read from the ``unsent_by_order`` index.
+
+        MongoDB reads only ``limit`` entries from the index; SecantusDB reads every entry in the index range before it
+        applies the limit, so during a backlog the relay passes ``ends_before`` (where the batch probably ends) and
+        only the entries older than it are read. Too few there: the rest of the batch is read from that key on. Either
+        way the answer is the oldest ``limit`` entries: every unsent entry older than the bound is in the first read.
+
+        Entries written before the order key existed (a rolling deploy) sort first, null before any string, and get
+        their key (the one they would have had) before the batch is read, so they go out in the order they would
+        have.
+        """
+        if ends_before is None:
+            documents = await self._unsent_documents({"sent_at": None}, limit)
+            if documents and not isinstance(documents[0].get(OUTBOX_ORDER), str):
+                await self._key_unkeyed_entries()
+                documents = await self._unsent_documents({"sent_at": None}, limit)
+        else:
+            if await self.outbox.find_one({"sent_at": None, OUTBOX_ORDER: None}, {"_id": 1}) is not None:
+                await self._key_unkeyed_entries()
+            documents = await self._unsent_documents({"sent_at": None, OUTBOX_ORDER: {"$lt": ends_before}}, limit)
+            if len(documents) < limit:
+                documents += await self._unsent_documents(
+                    {"sent_at": None, OUTBOX_ORDER: {"$gte": ends_before}}, limit - len(documents)
+                )
         return [
             OutboxEntry(
                 event_id=doc["_id"],
@@ -389,9 +403,28 @@ class ReviewRepository:
                 key=doc["key"],
                 payload=doc["payload"],
                 event_type=doc["event_type"],
+                order=outbox_order_of(doc),
             )
-            async for doc in cursor
+            for doc in documents
         ]
+
+    async def _unsent_documents(self, query: Document, limit: int) -> list[Document]:
+        return await self.outbox.find(query).sort(OUTBOX_ORDER, ASCENDING).limit(limit).to_list(length=limit)
+
+    async def _key_unkeyed_entries(self, chunk: int = 1000) -> None:
+        """Give every unsent entry written without an order key the key it would have had (an indexed read of those
+        entries only). Setting it again to the same value is harmless, so racing relays need no coordination."""
+        while True:
+            unkeyed = await self.outbox.find(
+                {"sent_at": None, OUTBOX_ORDER: None}, {"created_at": 1, "version": 1, "seq": 1}
+            ).to_list(length=chunk)
+            if unkeyed:
+                await self.outbox.bulk_write(
+                    [UpdateOne({"_id": doc["_id"]}, {"$set": {OUTBOX_ORDER: outbox_order_of(doc)}}) for doc in unkeyed],
+                    ordered=False,
+                )
+            if len(unkeyed) < chunk:
+                return
 
     async def mark_sent(self, event_ids: list[str], now: datetime) -> None:
         if event_ids:

@@ -99,7 +99,7 @@ class ReviewApp:
     async def outbox(self, review_id: str | None = None) -> list[dict[str, Any]]:
         """Outbox entries (optionally of one review) in the order the relay sends them."""
         query = {} if review_id is None else {"key": review_id}
-        cursor = self.db.review_outbox.find(query).sort([("created_at", 1), ("version", 1), ("seq", 1)])
+        cursor = self.db.review_outbox.find(query).sort("order", 1)
         return await cursor.to_list()
 
     async def events(self, review_id: str) -> list[Any]:
