@@ -9,8 +9,12 @@ MongoDB included; no network hop, no Kafka) for the list page (first page, newes
 team filter) and for review pages picked at random, signed in as a viewer. Prints p50/p95 per page and the goal:
 p95 under 150 ms for the list and 100 ms for a review page. Drops the database at the end.
 
-The list page costs what ``GET /reviews`` costs (the same ``ReviewService.find``: one count and one sorted page); the
-review page one read by id. What is left is template rendering (a few ms).
+The documents are stored without list positions, as reviews stored before positions existed: the app's
+``ensure_indexes`` then gives them positions and counts (the one-time backfill a deployment runs when it upgrades), so
+the list is measured as a real deployment serves it. The list page reads growing windows of list positions
+(``ReviewRepository.find_page``) and takes its total from the stored counts (unfiltered) or counts over the last window
+(the team filter: "at least N"); ``GET /reviews`` reads the same windows but counts exactly. The review page is one
+read by id. What is left is template rendering (a few ms).
 """
 
 import argparse

@@ -6,6 +6,13 @@ the other. A change is a conditional update on the version the writer read (``{_
 instead of overwriting their change.
 
 Finding a recurrence's earlier occurrence costs the same however many reviews are stored: see ``recurrence_heads``.
+
+The list reads a window of ``list_position`` (``domain.list_window``), not every review. Positions come from the
+``list_position`` counter document, advanced in the transaction that opens the reviews, so position order is the
+order reviews were opened in: the order of ``created_at`` too, which is taken just before (two replicas opening
+reviews within the same moment may store them in either order; positions are unique, ``_id`` is a tie-break only for
+safety). The same document counts reviews by status and severity, changed in the transactions that open reviews or
+change their status, so an unfiltered or status/severity-only list has its exact total without a count query.
 """
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -13,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import pymongo
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -23,12 +30,15 @@ from schemas import ReviewEvent
 from services.review.documents import (
     Document,
     action_item_query,
+    counted_groups,
+    filter_branches,
     filter_query,
     outbox_document,
     review_from_document,
     review_to_document,
 )
 from services.review.domain.batch_opening import BatchOpening, LinkedEarlier
+from services.review.domain.list_window import positions_for_batch, windows
 from services.review.domain.record import ActionItem, Review
 from services.review.domain.recurrence import RecurrenceQuery
 from services.review.ports import (
@@ -37,6 +47,7 @@ from services.review.ports import (
     OutboxEntry,
     ReviewFilter,
     ReviewNotFoundError,
+    ReviewPage,
     StaleVersionError,
 )
 from services.review.recurrence_heads import LATEST_OCCURRENCE_FIRST, RecurrenceHeads
@@ -45,6 +56,14 @@ REVIEWS = "reviews"
 OUTBOX = "review_outbox"
 RELAY_LEASE = "review_outbox_lease"
 RECURRENCE_HEADS = "review_recurrence_heads"
+COUNTERS = "review_counters"
+# The counter document: ``top`` (the highest position given), ``bottom`` (the lowest), ``counts`` (by status, then
+# severity: reviews that have a position) and ``complete`` (every review stored before positions existed has one).
+LIST_POSITION = "list_position"
+# Reviews stored before positions existed get theirs (0, -1, -2, ...) in chunks of this many, one transaction each.
+_BACKFILL_CHUNK = 500
+# The list's order: highest position (newest) first.
+LIST_ORDER = [("list_position", DESCENDING), ("_id", ASCENDING)]
 INDEX_NOT_FOUND = 27
 DUPLICATE_KEY = 11000
 
@@ -55,6 +74,14 @@ REPLACED_INDEXES = {
 }
 
 T = TypeVar("T")
+
+
+def _count_field(status: object, severity: object) -> str:
+    return f"counts.{status}.{severity}"
+
+
+def _group_of(document: Document) -> tuple[str, str]:
+    return str(document["status"]), str(document["incident"]["severity"])
 
 
 def _recurred_after_verification(earlier: Review, recurrence_id: str) -> Document:
@@ -88,12 +115,14 @@ class ReviewRepository:
         self.outbox: AsyncCollection[Document] = database[OUTBOX]
         self.relay_lease: AsyncCollection[Document] = database[RELAY_LEASE]
         self.recurrence_heads: AsyncCollection[Document] = database[RECURRENCE_HEADS]
+        self.counters: AsyncCollection[Document] = database[COUNTERS]
         self._recurrence = RecurrenceHeads(self.reviews, self.recurrence_heads)
 
     async def ensure_indexes(self) -> None:
         await self.reviews.create_index([("incident_key", ASCENDING)], unique=True, name="one_review_per_incident")
         await self.reviews.create_index([("status", ASCENDING), ("due_at", ASCENDING)], name="status_due")
         await self.reviews.create_index([("created_at", DESCENDING), ("_id", ASCENDING)], name="newest_first")
+        await self.reviews.create_index(LIST_ORDER, name="list_order")
         await self.reviews.create_index([("owner", ASCENDING), ("created_at", DESCENDING)], name="by_owner")
         await self.reviews.create_index(
             [("participants.name", ASCENDING), ("created_at", DESCENDING)], name="by_participant"
@@ -126,6 +155,77 @@ class ReviewRepository:
                     if exc.code != INDEX_NOT_FOUND:
                         raise
         await self._recurrence.complete()
+        await self._complete_positions()
+
+    async def _complete_positions(self) -> None:
+        """Give every review stored before positions existed its position and count, once (the ``complete`` mark).
+
+        They are older than any review opened since, so they get 0, -1, -2, ... in ``created_at`` order (newest
+        first, then ``_id``), ranked among every review without a positive position, so a run that stopped halfway
+        and the next agree. Each chunk is positioned and counted in one transaction, reading the reviews inside it:
+        a review is counted exactly once, by its status as positioned (a later change moves the count), and replicas
+        doing this at the same time conflict and retry instead of counting twice.
+        """
+        await self.counters.update_one(
+            {"_id": LIST_POSITION}, {"$setOnInsert": {"top": 0, "bottom": 1, "counts": {}}}, upsert=True
+        )
+        state = await self.counters.find_one({"_id": LIST_POSITION})
+        if state is not None and state.get("complete"):
+            return
+        older = await self.reviews.find(
+            {"list_position": {"$not": {"$gt": 0}}}, {"created_at": 1, "list_position": 1}
+        ).to_list()
+        older.sort(key=lambda document: document["_id"])
+        older.sort(key=lambda document: document["created_at"], reverse=True)
+        missing = [(document["_id"], -rank) for rank, document in enumerate(older) if "list_position" not in document]
+        for start in range(0, len(missing), _BACKFILL_CHUNK):
+            await self._in_transaction(self._position_chunk(dict(missing[start : start + _BACKFILL_CHUNK])))
+        update: Document = {"$set": {"complete": True}}
+        if older:
+            update["$min"] = {"bottom": 1 - len(older)}
+        await self.counters.update_one({"_id": LIST_POSITION}, update)
+
+    def _position_chunk(self, positions: dict[str, int]) -> Callable[[AsyncClientSession], Awaitable[None]]:
+        async def work(session: AsyncClientSession) -> None:
+            unpositioned = self.reviews.find(
+                {"_id": {"$in": list(positions)}, "list_position": {"$exists": False}},
+                {"status": 1, "incident.severity": 1},
+                session=session,
+            )
+            counts: dict[str, int] = {}
+            updates: list[UpdateOne] = []
+            async for document in unpositioned:
+                field = _count_field(*_group_of(document))
+                counts[field] = counts.get(field, 0) + 1
+                updates.append(
+                    UpdateOne(
+                        {"_id": document["_id"], "list_position": {"$exists": False}},
+                        {"$set": {"list_position": positions[document["_id"]]}},
+                    )
+                )
+            if updates:
+                await self.reviews.bulk_write(updates, session=session)
+                await self.counters.update_one({"_id": LIST_POSITION}, {"$inc": counts}, session=session)
+
+        return work
+
+    async def _take_positions(self, session: AsyncClientSession, reviews: Sequence[Review]) -> list[int]:
+        """Positions for ``reviews`` (in order), counted by status and severity: one write of the counter."""
+        counts: dict[str, int] = {"top": len(reviews)}
+        for review in reviews:
+            field = _count_field(review.status, review.incident.severity)
+            counts[field] = counts.get(field, 0) + 1
+        state = await self.counters.find_one_and_update(
+            {"_id": LIST_POSITION},
+            {"$inc": counts, "$setOnInsert": {"bottom": 1}},
+            projection={"top": 1},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=session,
+        )
+        if state is None:
+            raise RuntimeError("the list position counter was upserted but not returned")
+        return positions_for_batch(int(state["top"]), len(reviews))
 
     async def _in_transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run ``work`` in a transaction; pymongo's ``ExecutionTimeout`` if it cannot finish within the time limit.
@@ -150,13 +250,22 @@ class ReviewRepository:
             raise ValueError(f"a change must move review {review.id} from version {read_version} to the next")
         fields = review_to_document(review)
         del fields["_id"], fields["version"]
-        result = await self.reviews.update_one(
+        before = await self.reviews.find_one_and_update(
             {"_id": review.id, "version": read_version},
             {"$set": fields, "$inc": {"version": 1}},
+            projection={"status": 1, "incident.severity": 1, "list_position": 1},
+            return_document=ReturnDocument.BEFORE,
             session=session,
         )
-        if result.matched_count == 0:
+        if before is None:
             await self._stale(session, review.id, read_version)
+            return
+        was, becomes = _group_of(before), (str(review.status), str(review.incident.severity))
+        # A review without a position is not counted yet: the backfill counts it as it finds it.
+        if was != becomes and "list_position" in before:
+            await self.counters.update_one(
+                {"_id": LIST_POSITION}, {"$inc": {_count_field(*was): -1, _count_field(*becomes): 1}}, session=session
+            )
 
     async def _stale(self, session: AsyncClientSession, review_id: str, read_version: int) -> None:
         current = await self.reviews.find_one({"_id": review_id}, {"version": 1}, session=session)
@@ -206,8 +315,11 @@ class ReviewRepository:
         """
 
         async def work(session: AsyncClientSession) -> bool:
+            (position,) = await self._take_positions(session, [review])
             try:
-                await self.reviews.insert_one(review_to_document(review), session=session)
+                await self.reviews.insert_one(
+                    {**review_to_document(review), "list_position": position}, session=session
+                )
             except DuplicateKeyError:
                 await session.abort_transaction()
                 return False
@@ -236,8 +348,13 @@ class ReviewRepository:
         ]
 
         async def work(session: AsyncClientSession) -> bool:
+            positions = await self._take_positions(session, reviews)
+            documents = [
+                {**review_to_document(review), "list_position": position}
+                for review, position in zip(reviews, positions, strict=True)
+            ]
             try:
-                await self.reviews.insert_many([review_to_document(review) for review in reviews], session=session)
+                await self.reviews.insert_many(documents, session=session)
             except BulkWriteError as exc:
                 if any(error.get("code") == DUPLICATE_KEY for error in exc.details.get("writeErrors", ())):
                     await session.abort_transaction()
@@ -322,12 +439,73 @@ class ReviewRepository:
         return {document["incident_key"] async for document in cursor}
 
     async def find(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> tuple[list[Review], int]:
-        """One page of reviews, newest first, and how many match in all."""
+        """One page of reviews, newest first, and exactly how many match in all."""
+        page = await self.find_page(where, now, limit=limit, offset=offset, exact_total=True)
+        return page.reviews, page.total
+
+    async def find_page(
+        self, where: ReviewFilter, now: datetime, *, limit: int, offset: int, exact_total: bool
+    ) -> ReviewPage:
+        """One page of reviews, newest first, read through growing windows of positions (``domain.list_window``).
+
+        The filter is asked as disjoint plain queries (``filter_branches``), each narrowed by the window's range of
+        the ``list_order`` index; a window is large enough once it holds ``offset + limit`` matches. The total comes
+        from the stored counts when they can tell, else from the windows when the last covered every review; else it
+        is counted: over everything when ``exact_total``, otherwise over the last window only (a lower bound).
+        """
+        state = await self.counters.find_one({"_id": LIST_POSITION})
+        if state is None or not state.get("complete"):
+            return await self._find_plain(where, now, limit=limit, offset=offset)
+        branches = filter_branches(where, now)
+        if not branches:
+            return ReviewPage([], 0)
+        wanted = offset + limit
+        matches: list[tuple[int, str]] = []
+        window = None
+        for window in windows(int(state["top"]), int(state["bottom"]), wanted):
+            matches = []
+            for branch in branches:
+                cursor = self.reviews.find({**branch, "list_position": {"$gt": window.lowest}}, {"list_position": 1})
+                found = await cursor.sort(LIST_ORDER).limit(wanted).to_list()
+                matches.extend((document["list_position"], document["_id"]) for document in found)
+            if len(matches) >= wanted:
+                break
+        matches.sort(key=lambda match: (-match[0], match[1]))
+        reviews = await self._by_ids([review_id for _, review_id in matches[offset:wanted]])
+        groups = counted_groups(where)
+        if groups is not None:
+            counts = state.get("counts", {})
+            total = sum(int(counts.get(status, {}).get(severity, 0)) for status, severity in groups)
+            return ReviewPage(reviews, total)
+        if window is not None and window.covers_all and len(matches) < wanted:
+            return ReviewPage(reviews, len(matches))
+        if exact_total or window is None or window.covers_all:
+            return ReviewPage(reviews, await self._count(branches, None))
+        return ReviewPage(reviews, await self._count(branches, window.lowest), total_is_exact=False)
+
+    async def _count(self, branches: Sequence[Document], lowest: int | None) -> int:
+        total = 0
+        for branch in branches:
+            query = branch if lowest is None else {**branch, "list_position": {"$gt": lowest}}
+            total += await self.reviews.count_documents(query)
+        return total
+
+    async def _by_ids(self, review_ids: Sequence[str]) -> list[Review]:
+        if not review_ids:
+            return []
+        found = {
+            document["_id"]: review_from_document(document)
+            async for document in self.reviews.find({"_id": {"$in": list(review_ids)}})
+        }
+        return [found[review_id] for review_id in review_ids if review_id in found]
+
+    async def _find_plain(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> ReviewPage:
+        """Until every review has a position: every match read and counted (exact, costs the whole collection)."""
         query = filter_query(where, now)
         total = await self.reviews.count_documents(query)
         cursor = self.reviews.find(query).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
         documents = await cursor.skip(offset).limit(limit).to_list(length=limit)
-        return [review_from_document(document) for document in documents], total
+        return ReviewPage([review_from_document(document) for document in documents], total)
 
     async def unfinished_action_items(
         self, where: ActionItemFilter, now: datetime, *, limit: int, offset: int
