@@ -465,7 +465,9 @@ class ReviewRepository:
         for window in windows(int(state["top"]), int(state["bottom"]), wanted):
             matches = []
             for branch in branches:
-                cursor = self.reviews.find({**branch, "list_position": {"$gt": window.lowest}}, {"list_position": 1})
+                # The whole list without a range: the server may then narrow it by another index (status_due).
+                query = branch if window.covers_all else {**branch, "list_position": {"$gt": window.lowest}}
+                cursor = self.reviews.find(query, {"list_position": 1})
                 found = await cursor.sort(LIST_ORDER).limit(wanted).to_list()
                 matches.extend((document["list_position"], document["_id"]) for document in found)
             if len(matches) >= wanted:

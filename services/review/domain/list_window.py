@@ -4,7 +4,8 @@ Every review gets an increasing ``list_position`` when it is opened, so "newest 
 a page lies among the highest positions. The server reads every review in an index range whatever the limit, so the
 listing reads a window of positions just below the top (``position > lowest``), large enough for the page it wants if
 matches are common, and grows the window geometrically when they are rarer: a page costs a few reads of a window about
-as large as the page needs, never a read of every review. The last window covers every position.
+as large as the page needs, not a read of every review unless matches are rare. The last window covers every
+position.
 """
 
 from collections.abc import Iterator
@@ -30,14 +31,14 @@ def windows(top: int, bottom: int, wanted: int) -> Iterator[Window]:
     """
     if wanted < 1:
         raise ValueError("a page wants at least one review")
+    span = top - bottom + 1
     size = FIRST_WINDOW_FACTOR * wanted
-    while True:
-        lowest = top - size
-        if lowest < bottom:
-            yield Window(lowest=bottom - 1, covers_all=True)
-            return
-        yield Window(lowest=lowest, covers_all=False)
+    # A window larger than a quarter of the list costs nearly what the whole does: read the whole instead, so a
+    # filter that matches rarely or never reads at most about 1.5 times the list.
+    while size * GROWTH <= span:
+        yield Window(lowest=top - size, covers_all=False)
         size *= GROWTH
+    yield Window(lowest=bottom - 1, covers_all=True)
 
 
 def positions_for_batch(top_after: int, count: int) -> list[int]:

@@ -12,23 +12,23 @@ from services.review.ports import ReviewFilter
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
 
-def test_windows_start_at_four_times_the_wanted_and_grow_fourfold_until_they_cover_all() -> None:
+def test_windows_start_at_four_times_the_wanted_and_grow_fourfold_then_cover_all() -> None:
     assert list(windows(top=10_000, bottom=1, wanted=25)) == [
         Window(lowest=9_900, covers_all=False),
         Window(lowest=9_600, covers_all=False),
         Window(lowest=8_400, covers_all=False),
-        Window(lowest=3_600, covers_all=False),
         Window(lowest=0, covers_all=True),
     ]
 
 
-def test_a_window_reaching_the_bottom_exactly_does_not_cover_all_but_the_next_does() -> None:
+def test_no_window_is_larger_than_a_quarter_of_the_list() -> None:
     assert list(windows(top=8, bottom=1, wanted=2)) == [Window(0, covers_all=True)]
-    assert list(windows(top=9, bottom=1, wanted=2)) == [Window(1, covers_all=False), Window(0, covers_all=True)]
+    assert list(windows(top=32, bottom=1, wanted=2)) == [Window(24, covers_all=False), Window(0, covers_all=True)]
+    assert list(windows(top=31, bottom=1, wanted=2)) == [Window(0, covers_all=True)]
 
 
 def test_backfilled_positions_below_zero_are_covered() -> None:
-    assert list(windows(top=5, bottom=-94, wanted=5))[-1] == Window(lowest=-95, covers_all=True)
+    assert list(windows(top=5, bottom=-94, wanted=5)) == [Window(lowest=-15, covers_all=False), Window(-95, True)]
     assert list(windows(top=0, bottom=1, wanted=25)) == [Window(lowest=0, covers_all=True)]
 
 
