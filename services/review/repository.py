@@ -38,7 +38,7 @@ from services.review.documents import (
     review_to_document,
 )
 from services.review.domain.batch_opening import BatchOpening, LinkedEarlier
-from services.review.domain.list_window import positions_for_batch, windows
+from services.review.domain.list_window import positions_below, positions_for_batch, windows
 from services.review.domain.record import ActionItem, Review
 from services.review.domain.recurrence import RecurrenceQuery
 from services.review.ports import (
@@ -60,8 +60,11 @@ COUNTERS = "review_counters"
 # The counter document: ``top`` (the highest position given), ``bottom`` (the lowest), ``counts`` (by status, then
 # severity: reviews that have a position) and ``complete`` (every review stored before positions existed has one).
 LIST_POSITION = "list_position"
-# Reviews stored before positions existed get theirs (0, -1, -2, ...) in chunks of this many, one transaction each.
-_BACKFILL_CHUNK = 500
+# Reviews without a position get theirs in chunks of this many, one transaction each; a chunk whose reviews changed
+# meanwhile is read and tried again up to this many times in all.
+_POSITION_CHUNK = 500
+_POSITION_ATTEMPTS = 3
+_GROUP_FIELDS = {"created_at": 1, "status": 1, "incident.severity": 1}
 # The list's order: highest position (newest) first.
 LIST_ORDER = [("list_position", DESCENDING), ("_id", ASCENDING)]
 INDEX_NOT_FOUND = 27
@@ -74,6 +77,10 @@ REPLACED_INDEXES = {
 }
 
 T = TypeVar("T")
+
+
+class _ChunkChangedError(Exception):
+    """Reviews of a chunk were positioned or changed status after they were read: read them again."""
 
 
 def _count_field(status: object, severity: object) -> str:
@@ -155,57 +162,90 @@ class ReviewRepository:
                     if exc.code != INDEX_NOT_FOUND:
                         raise
         await self._recurrence.complete()
-        await self._complete_positions()
 
-    async def _complete_positions(self) -> None:
-        """Give every review stored before positions existed its position and count, once (the ``complete`` mark).
+    async def position_unlisted(self) -> int:
+        """Give every review without a list position its position and count; how many got one.
 
-        They are older than any review opened since, so they get 0, -1, -2, ... in ``created_at`` order (newest
-        first, then ``_id``), ranked among every review without a positive position, so a run that stopped halfway
-        and the next agree. Each chunk is positioned and counted in one transaction, reading the reviews inside it:
-        a review is counted exactly once, by its status as positioned (a later change moves the count), and replicas
-        doing this at the same time conflict and retry instead of counting twice.
+        Before the ``complete`` mark, the reviews stored before positions existed: older than any review opened since,
+        they get positions below the lowest (``bottom``), newest first by ``created_at`` then ``_id``, and the mark is
+        set. After it, reviews opened by a replica of the previous version during a rolling deploy: newer than most,
+        they get positions above the highest (``top``), oldest first. Cheap when there is nothing to do: the query
+        reads only the ``list_order`` index's range of reviews without a position.
+
+        Each chunk takes its positions from the counter document, counts its reviews by the status and severity read
+        and writes the positions on condition that status and severity are still those, in one transaction: a review
+        is positioned and counted exactly once, and replicas doing this at the same time conflict and retry (the
+        retry finds the reviews positioned and does nothing). A review whose status changed meanwhile is read again.
         """
-        await self.counters.update_one(
-            {"_id": LIST_POSITION}, {"$setOnInsert": {"top": 0, "bottom": 1, "counts": {}}}, upsert=True
+        state = await self.counters.find_one_and_update(
+            {"_id": LIST_POSITION},
+            {"$setOnInsert": {"top": 0, "bottom": 1, "counts": {}}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
         )
-        state = await self.counters.find_one({"_id": LIST_POSITION})
-        if state is not None and state.get("complete"):
-            return
-        older = await self.reviews.find(
-            {"list_position": {"$not": {"$gt": 0}}}, {"created_at": 1, "list_position": 1}
-        ).to_list()
-        older.sort(key=lambda document: document["_id"])
-        older.sort(key=lambda document: document["created_at"], reverse=True)
-        missing = [(document["_id"], -rank) for rank, document in enumerate(older) if "list_position" not in document]
-        for start in range(0, len(missing), _BACKFILL_CHUNK):
-            await self._in_transaction(self._position_chunk(dict(missing[start : start + _BACKFILL_CHUNK])))
-        update: Document = {"$set": {"complete": True}}
-        if older:
-            update["$min"] = {"bottom": 1 - len(older)}
-        await self.counters.update_one({"_id": LIST_POSITION}, update)
+        below = not (state or {}).get("complete")
+        unlisted = await self.reviews.find({"list_position": None}, _GROUP_FIELDS).to_list()
+        unlisted.sort(key=lambda document: document["_id"], reverse=not below)
+        unlisted.sort(key=lambda document: document["created_at"], reverse=below)
+        positioned = 0
+        for start in range(0, len(unlisted), _POSITION_CHUNK):
+            positioned += await self._position_chunk(unlisted[start : start + _POSITION_CHUNK], below=below)
+        if below:
+            await self.counters.update_one({"_id": LIST_POSITION}, {"$set": {"complete": True}})
+        return positioned
 
-    def _position_chunk(self, positions: dict[str, int]) -> Callable[[AsyncClientSession], Awaitable[None]]:
-        async def work(session: AsyncClientSession) -> None:
-            unpositioned = self.reviews.find(
-                {"_id": {"$in": list(positions)}, "list_position": {"$exists": False}},
-                {"status": 1, "incident.severity": 1},
-                session=session,
-            )
-            counts: dict[str, int] = {}
-            updates: list[UpdateOne] = []
-            async for document in unpositioned:
+    async def _position_chunk(self, chunk: list[Document], *, below: bool) -> int:
+        """Position ``chunk`` (in the order given: newest first below the lowest, oldest first above the highest)."""
+        for _ in range(_POSITION_ATTEMPTS):
+            try:
+                return await self._in_transaction(self._positioning(chunk, below=below))
+            except _ChunkChangedError:
+                ids = [document["_id"] for document in chunk]
+                fresh = {
+                    document["_id"]: document
+                    async for document in self.reviews.find({"_id": {"$in": ids}, "list_position": None}, _GROUP_FIELDS)
+                }
+                chunk = [fresh[review_id] for review_id in ids if review_id in fresh]
+        raise RuntimeError("reviews kept changing while they were given list positions; the next pass tries again")
+
+    def _positioning(self, chunk: list[Document], *, below: bool) -> Callable[[AsyncClientSession], Awaitable[int]]:
+        async def work(session: AsyncClientSession) -> int:
+            if not chunk:
+                return 0
+            counts: dict[str, int] = {"bottom" if below else "top": -len(chunk) if below else len(chunk)}
+            for document in chunk:
                 field = _count_field(*_group_of(document))
                 counts[field] = counts.get(field, 0) + 1
-                updates.append(
-                    UpdateOne(
-                        {"_id": document["_id"], "list_position": {"$exists": False}},
-                        {"$set": {"list_position": positions[document["_id"]]}},
-                    )
+            state = await self.counters.find_one_and_update(
+                {"_id": LIST_POSITION},
+                {"$inc": counts},
+                projection={"top": 1, "bottom": 1},
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            if state is None:
+                raise RuntimeError("the list position counter is missing")
+            if below:
+                positions = positions_below(int(state["bottom"]), len(chunk))
+            else:
+                positions = positions_for_batch(int(state["top"]), len(chunk))
+            updates = [
+                UpdateOne(
+                    {
+                        "_id": document["_id"],
+                        "list_position": None,
+                        "status": document["status"],
+                        "incident.severity": document["incident"]["severity"],
+                    },
+                    {"$set": {"list_position": position}},
                 )
-            if updates:
-                await self.reviews.bulk_write(updates, session=session)
-                await self.counters.update_one({"_id": LIST_POSITION}, {"$inc": counts}, session=session)
+                for document, position in zip(chunk, positions, strict=True)
+            ]
+            result = await self.reviews.bulk_write(updates, session=session)
+            if result.matched_count != len(updates):
+                # Positioned by another replica, or its status changed since it was read: its count would be wrong.
+                raise _ChunkChangedError
+            return len(updates)
 
         return work
 
@@ -461,7 +501,6 @@ class ReviewRepository:
             return ReviewPage([], 0)
         wanted = offset + limit
         matches: list[tuple[int, str]] = []
-        window = None
         for window in windows(int(state["top"]), int(state["bottom"]), wanted):
             matches = []
             for branch in branches:
@@ -469,7 +508,12 @@ class ReviewRepository:
                 query = branch if window.covers_all else {**branch, "list_position": {"$gt": window.lowest}}
                 cursor = self.reviews.find(query, {"list_position": 1})
                 found = await cursor.sort(LIST_ORDER).limit(wanted).to_list()
-                matches.extend((document["list_position"], document["_id"]) for document in found)
+                # Without a range a review not positioned yet may match (sorted last): it is listed once positioned.
+                matches.extend(
+                    (document["list_position"], document["_id"])
+                    for document in found
+                    if document.get("list_position") is not None
+                )
             if len(matches) >= wanted:
                 break
         matches.sort(key=lambda match: (-match[0], match[1]))
@@ -479,16 +523,17 @@ class ReviewRepository:
             counts = state.get("counts", {})
             total = sum(int(counts.get(status, {}).get(severity, 0)) for status, severity in groups)
             return ReviewPage(reviews, total)
-        if window is not None and window.covers_all and len(matches) < wanted:
+        if window.covers_all and len(matches) < wanted:
             return ReviewPage(reviews, len(matches))
-        if exact_total or window is None or window.covers_all:
-            return ReviewPage(reviews, await self._count(branches, None))
+        if exact_total or window.covers_all:
+            # Every position, so that reviews not positioned yet are left out of the total as they are of the pages.
+            return ReviewPage(reviews, await self._count(branches, int(state["bottom"]) - 1))
         return ReviewPage(reviews, await self._count(branches, window.lowest), total_is_exact=False)
 
-    async def _count(self, branches: Sequence[Document], lowest: int | None) -> int:
+    async def _count(self, branches: Sequence[Document], lowest: int) -> int:
         total = 0
         for branch in branches:
-            query = branch if lowest is None else {**branch, "list_position": {"$gt": lowest}}
+            query = {**branch, "list_position": {"$gt": lowest}}
             total += await self.reviews.count_documents(query)
         return total
 

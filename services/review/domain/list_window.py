@@ -44,3 +44,9 @@ def windows(top: int, bottom: int, wanted: int) -> Iterator[Window]:
 def positions_for_batch(top_after: int, count: int) -> list[int]:
     """The positions of a batch of ``count`` reviews, in opening order, once the counter moved to ``top_after``."""
     return list(range(top_after - count + 1, top_after + 1))
+
+
+def positions_below(bottom_after: int, count: int) -> list[int]:
+    """The positions of ``count`` reviews older than every positioned one, newest first, once the counter's lowest
+    position moved down to ``bottom_after``."""
+    return list(range(bottom_after + count - 1, bottom_after - 1, -1))

@@ -2,6 +2,8 @@
 (every filter, offsets past the first window), exact counts kept by opening and status changes, the one-time backfill
 of reviews stored without a position, and a list query that carries the position range."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,15 +14,18 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas import ReviewEvent, ReviewStatus, Severity
+from services.review import repository as repository_module
 from services.review.documents import filter_query, review_to_document
 from services.review.domain.batch_opening import BatchOpening, NewReview
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import Participant, ParticipantFunction, Review, open_review
 from services.review.domain.workflow import Transition, transition
+from services.review.list_positions import ListPositioner
 from services.review.ports import ReviewFilter
 from services.review.repository import LIST_POSITION, ReviewRepository
 from tests.conftest import Servers
 from tests.support.mongo import scratch_database
+from tests.support.waiting import eventually
 from tests.unit.review.builders import incident
 
 pytestmark = pytest.mark.integration
@@ -48,6 +53,8 @@ FILTERS = [
     ReviewFilter(assigned_to="cy", overdue=True, severities=(Severity.HIGH, Severity.MEDIUM)),
     ReviewFilter(team="nobody"),
 ]
+LIST_ORDER_SPEC = [("list_position", DESCENDING), ("_id", ASCENDING)]
+UNLISTED: dict[str, Any] = {"list_position": None}
 PAGES = [(0, 2), (0, 5), (3, 4), (9, 3), (17, 5), (40, 10)]
 
 
@@ -109,6 +116,7 @@ async def stored(servers: Servers, unique: str) -> AsyncIterator[Stored]:
         await store_old(db, range(20))
         repository = ReviewRepository(db)
         await repository.ensure_indexes()
+        assert await repository.position_unlisted() == 20
         await open_new(repository, range(20, 32), batch=True)
         await open_new(repository, range(32, 40), batch=False)
         yield Stored(db, repository)
@@ -198,27 +206,164 @@ async def id_of(db: AsyncDatabase[dict[str, Any]], incident_key: str) -> str:
     return str(document["_id"])
 
 
-async def test_backfill_runs_once_and_a_halfway_run_is_finished_consistently(servers: Servers, unique: str) -> None:
+async def test_start_up_leaves_the_backfill_to_the_background_and_a_halfway_run_is_finished_consistently(
+    servers: Servers, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with scratch_database(servers.mongodb_uri, f"list_backfill_{unique}") as db:
         await store_old(db, range(12))
         repository = ReviewRepository(db)
-        # Before the backfill the list answers from a plain query, still right.
+        await repository.ensure_indexes()
+        # Start-up positioned nothing; meanwhile the list answers from a plain query, still right.
+        assert await db.reviews.count_documents({"list_position": {"$exists": True}}) == 0
         found, total = await repository.find(ReviewFilter(), NOW, limit=3, offset=0)
         assert ([review.id for review in found], total) == ((await plain(db, ReviewFilter()))[:3], 12)
-        await repository.ensure_indexes()
-        positions = {document["_id"]: document["list_position"] async for document in db.reviews.find({})}
-        # As if a run stopped halfway: some positions and the mark missing (their counts never added).
-        unpositioned = sorted(positions)[:5]
-        await db.reviews.update_many({"_id": {"$in": unpositioned}}, {"$unset": {"list_position": ""}})
-        for document in await db.reviews.find({"_id": {"$in": unpositioned}}).to_list():
-            group = f"counts.{document['status']}.{document['incident']['severity']}"
-            await db.review_counters.update_one({"_id": LIST_POSITION}, {"$inc": {group: -1}})
-        await db.review_counters.update_one({"_id": LIST_POSITION}, {"$unset": {"complete": ""}})
-        await repository.ensure_indexes()
-        assert {document["_id"]: document["list_position"] async for document in db.reviews.find({})} == positions
+        # A run that stops after its first chunk of 5 (the newest), as a replica stopped halfway would.
+        monkeypatch.setattr(repository_module, "_POSITION_CHUNK", 5)
+        chunks = 0
+        position_chunk = repository._position_chunk
+
+        async def first_chunk_only(chunk: list[dict[str, Any]], *, below: bool) -> int:
+            nonlocal chunks
+            chunks += 1
+            if chunks > 1:
+                raise RuntimeError("stopped halfway")
+            return await position_chunk(chunk, below=below)
+
+        monkeypatch.setattr(repository, "_position_chunk", first_chunk_only)
+        with pytest.raises(RuntimeError, match="halfway"):
+            await repository.position_unlisted()
+        assert await db.reviews.count_documents({"list_position": {"$exists": True}}) == 5
+        state = await db.review_counters.find_one({"_id": LIST_POSITION})
+        assert state is not None
+        assert not state.get("complete")
+        monkeypatch.setattr(repository, "_position_chunk", position_chunk)
+        assert await repository.position_unlisted() == 7
+        by_position = db.reviews.find({}, {"list_position": 1}).sort(LIST_ORDER_SPEC)
+        assert [document["list_position"] async for document in by_position] == list(range(0, -12, -1))
+        assert [review.id for review in (await repository.find(ReviewFilter(), NOW, limit=12, offset=0))[0]] == (
+            await plain(db, ReviewFilter())
+        )
         assert await counter_counts(db) == await stored_counts(db)
-        await repository.ensure_indexes()  # done: nothing counted twice
+        assert await repository.position_unlisted() == 0  # done: nothing counted twice
         assert await counter_counts(db) == await stored_counts(db)
+
+
+async def test_replicas_positioning_at_the_same_time_position_and_count_each_review_once(
+    servers: Servers, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with scratch_database(servers.mongodb_uri, f"list_replicas_{unique}") as db:
+        await store_old(db, range(30))
+        replicas = [ReviewRepository(db), ReviewRepository(db), ReviewRepository(db)]
+        await replicas[0].ensure_indexes()
+        monkeypatch.setattr(repository_module, "_POSITION_CHUNK", 4)
+        positioned = await asyncio.gather(*(replica.position_unlisted() for replica in replicas))
+        assert sum(positioned) == 30
+        positions = [document["list_position"] async for document in db.reviews.find({}, {"list_position": 1})]
+        assert sorted(positions) == list(range(-29, 1))
+        assert await counter_counts(db) == await stored_counts(db)
+        where = ReviewFilter()
+        assert [review.id for review in (await replicas[1].find(where, NOW, limit=30, offset=0))[0]] == (
+            await plain(db, where)
+        )
+
+
+async def test_a_review_whose_status_changed_after_it_was_read_is_counted_by_its_new_status(
+    servers: Servers, unique: str
+) -> None:
+    async with scratch_database(servers.mongodb_uri, f"list_changed_{unique}") as db:
+        await store_old(db, range(3))
+        repository = ReviewRepository(db)
+        await repository.ensure_indexes()
+        read = await db.reviews.find({}, {"created_at": 1, "status": 1, "incident.severity": 1}).to_list()
+        await db.review_counters.insert_one({"_id": LIST_POSITION, "top": 0, "bottom": 1, "counts": {}})
+        # Changed by a writer between the pass's read and its transaction.
+        await db.reviews.update_one({"_id": read[0]["_id"]}, {"$set": {"status": "cancelled"}})
+        assert await repository._position_chunk(read, below=True) == 3
+        assert await counter_counts(db) == await stored_counts(db)
+
+
+async def test_a_review_opened_by_the_previous_version_after_the_backfill_is_listed_and_counted_once(
+    stored: Stored,
+) -> None:
+    """A rolling deploy: a replica of the previous version opens a review without a position after the backfill was
+    marked complete. The next pass gives it the next position at the top and counts it, once."""
+    review, _ = new_review(40)
+    await stored.db.reviews.insert_one(review_to_document(review))
+    where = ReviewFilter(statuses=(review.status,))
+    before = await stored.repository.find_page(where, NOW, limit=3, offset=0, exact_total=False)
+    assert review.id not in [listed.id for listed in before.reviews]
+    # Until it has a position it is neither listed nor counted, even by a read of the whole list.
+    team = ReviewFilter(team=review.incident.team)
+    found, total = await stored.repository.find(team, NOW, limit=50, offset=0)
+    assert ([listed.id for listed in found], total) == ((await plain(stored.db, team))[1:], len(found))
+    assert await stored.repository.position_unlisted() == 1
+    for asked in [ReviewFilter(), where, ReviewFilter(team=review.incident.team)]:
+        expected = await plain(stored.db, asked)
+        assert expected[0] == review.id
+        page = await stored.repository.find_page(asked, NOW, limit=3, offset=0, exact_total=False)
+        assert [listed.id for listed in page.reviews] == expected[:3], asked
+        found, total = await stored.repository.find(asked, NOW, limit=3, offset=0)
+        assert ([listed.id for listed in found], total) == (expected[:3], len(expected)), asked
+    assert (
+        await stored.repository.find_page(where, NOW, limit=3, offset=0, exact_total=False)
+    ).total == before.total + 1
+    assert await counter_counts(stored.db) == await stored_counts(stored.db)
+    assert await stored.repository.position_unlisted() == 0
+    assert await counter_counts(stored.db) == await stored_counts(stored.db)
+
+
+async def test_the_background_pass_lists_a_late_review_within_seconds(stored: Stored) -> None:
+    positioner = ListPositioner(stored.repository.position_unlisted, poll_seconds=0.05)
+    task = asyncio.create_task(positioner.run())
+    try:
+        review, _ = new_review(41)
+        await stored.db.reviews.insert_one(review_to_document(review))
+
+        async def first_listed() -> list[str]:
+            found, _ = await stored.repository.find(ReviewFilter(), NOW, limit=1, offset=0)
+            return [listed.id for listed in found]
+
+        await eventually(first_listed, lambda ids: ids == [review.id], timeout=10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert await counter_counts(stored.db) == await stored_counts(stored.db)
+
+
+async def test_a_pass_with_nothing_to_do_reads_no_review(stored: Stored) -> None:
+    """The pass asks for reviews without a position through the ``list_order`` index: the server reads only those."""
+    plan = await stored.db.command(
+        "explain", {"find": "reviews", "filter": UNLISTED, "projection": {"_id": 1}}, verbosity="executionStats"
+    )
+    assert "list_order" in str(plan["queryPlanner"]["winningPlan"]), plan
+    assert plan["executionStats"]["totalDocsExamined"] == 0, plan
+    review, _ = new_review(42)
+    await stored.db.reviews.insert_one(review_to_document(review))
+    plan = await stored.db.command(
+        "explain", {"find": "reviews", "filter": UNLISTED, "projection": {"_id": 1}}, verbosity="executionStats"
+    )
+    assert plan["executionStats"]["totalDocsExamined"] == 1, plan
+
+
+async def test_a_rare_filter_gives_the_pages_and_total_of_a_plain_query(servers: Servers, unique: str) -> None:
+    """300 reviews, 4 of a rare team (2 backfilled, 2 opened since): windows grow to the whole list, right pages."""
+    async with scratch_database(servers.mongodb_uri, f"list_rare_{unique}") as db:
+        await store_old(db, range(150))
+        repository = ReviewRepository(db)
+        await repository.ensure_indexes()
+        await repository.position_unlisted()
+        await open_new(repository, range(150, 300), batch=True)
+        await db.reviews.update_many(
+            {"incident_key": {"$in": [f"pagerduty:LW{n}" for n in (3, 4, 151, 152)]}},
+            {"$set": {"incident.team": "rare"}},
+        )
+        for where in [ReviewFilter(team="rare"), ReviewFilter(team="rare", overdue=False), ReviewFilter(team="none")]:
+            expected = await plain(db, where)
+            for offset, limit in [(0, 1), (0, 2), (1, 2), (2, 25), (0, 25), (4, 25)]:
+                page = await repository.find_page(where, NOW, limit=limit, offset=offset, exact_total=False)
+                assert [review.id for review in page.reviews] == expected[offset : offset + limit], (where, offset)
+                assert (page.total, page.total_is_exact) == (len(expected), True), (where, offset)
 
 
 class FindCommands(monitoring.CommandListener):
