@@ -504,7 +504,8 @@ class ReviewRepository:
         for window in windows(int(state["top"]), int(state["bottom"]), wanted):
             matches = []
             for branch in branches:
-                # The whole list without a range: the server may then narrow it by another index (status_due).
+                # The whole list without a range: the server may then narrow it by another index (status_due) when
+                # every field of the query is in it.
                 query = branch if window.covers_all else {**branch, "list_position": {"$gt": window.lowest}}
                 cursor = self.reviews.find(query, {"list_position": 1})
                 found = await cursor.sort(LIST_ORDER).limit(wanted).to_list()

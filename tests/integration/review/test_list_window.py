@@ -4,7 +4,9 @@ of reviews stored without a position, and a list query that carries the position
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +26,7 @@ from services.review.list_positions import ListPositioner
 from services.review.ports import ReviewFilter
 from services.review.repository import LIST_POSITION, ReviewRepository
 from tests.conftest import Servers
+from tests.integration.review.conftest import VIEWER, ReviewApp, bearer
 from tests.support.mongo import scratch_database
 from tests.support.waiting import eventually
 from tests.unit.review.builders import incident
@@ -403,3 +406,28 @@ async def test_the_list_reads_a_range_of_positions(stored: Stored, servers: Serv
                 assert not {"$or", "$nor", "$and"} & set(query), (where, query)
     finally:
         await client.close()
+
+
+async def test_the_web_list_says_when_its_total_is_a_lower_bound_and_the_api_counts_exactly(
+    make_review_app: Callable[..., AbstractAsyncContextManager[ReviewApp]],
+) -> None:
+    """420 reviews, a third of team-1: the first page's window (100 positions) holds 25 of them, so the page counts
+    only there and says "at least"; ``X-Total-Count`` is exact. Unfiltered, the stored counts give the exact total."""
+    async with make_review_app(web_session_secret="test-secret-0123456789") as web:
+        await store_old(web.db, range(420))
+        assert await web.repository.position_unlisted() == 420
+        page = await web.http.get("/sign-in")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf is not None
+        signed = await web.http.post("/sign-in", data={"token": VIEWER, "csrf_token": csrf.group(1), "next": "/"})
+        assert signed.status_code == 303, signed.text
+        listed = await web.http.get("/?team=team-1")
+        count = re.search(r"At least (\d+) reviews match; page 1 of at least 2\.", listed.text)
+        assert count is not None, listed.text
+        assert 25 <= int(count.group(1)) < 140
+        assert 'href="?team=team-1&amp;page=2"' in listed.text
+        everything = await web.http.get("/")
+        assert "420 reviews match; page 1 of 17." in everything.text
+        answer = await web.http.get("/reviews?team=team-1&limit=25", headers=bearer(VIEWER))
+        assert answer.status_code == 200
+        assert answer.headers["X-Total-Count"] == "140"
