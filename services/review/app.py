@@ -25,6 +25,7 @@ from services.review.domain.policy import ReviewPolicy
 from services.review.followup_handlers import FollowupEventsConsumer
 from services.review.followup_views import FollowupViews
 from services.review.handlers import IncidentClosedConsumer
+from services.review.list_positions import ListPositioner
 from services.review.metrics import ReviewMetrics
 from services.review.outbox import OutboxRelay, kafka_publisher
 from services.review.policy_file import load_policy
@@ -129,6 +130,7 @@ def create_app(
         on_commit=relay.wake if settings.outbox_wake_on_write else lambda: None,
         followups=FollowupViews(client[mongo.database]),
     )
+    positioner = ListPositioner(repository.position_unlisted, settings.list_position_poll_seconds)
     subscribe_consumer(broker, service, metrics, settings, clock)
     subscribe_followups_consumer(broker, service, metrics, settings, clock)
 
@@ -137,14 +139,16 @@ def create_app(
         await repository.ensure_indexes()
         await starter.start()
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        positions_task = asyncio.create_task(positioner.run(), name="list-positions")
         try:
             yield
         finally:
             # Finish the in-flight batch and commit, then flush what it wrote to the outbox before closing.
             await starter.stop()
-            relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
+            for task in (relay_task, positions_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await client.close()
 
     app = FastAPI(

@@ -45,6 +45,15 @@ class ReviewFilter:
 
 
 @dataclass(frozen=True)
+class ReviewPage:
+    """One page of a listing and how many reviews match: exactly, or (``total_is_exact`` false) at least ``total``."""
+
+    reviews: list[Review]
+    total: int
+    total_is_exact: bool = True
+
+
+@dataclass(frozen=True)
 class ActionItemFilter:
     """Unfinished action items across reviews: of one owner, one team (the incident's), category or priority."""
 
@@ -116,9 +125,16 @@ class ReviewStore(Protocol):
 
     async def get(self, review_id: str) -> Review | None: ...
 
-    async def find(
-        self, where: ReviewFilter, now: datetime, *, limit: int, offset: int
-    ) -> tuple[list[Review], int]: ...
+    async def find(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> tuple[list[Review], int]:
+        """One page, newest first, and exactly how many match."""
+        ...
+
+    async def find_page(
+        self, where: ReviewFilter, now: datetime, *, limit: int, offset: int, exact_total: bool
+    ) -> ReviewPage:
+        """One page, newest first; how many match, exactly when ``exact_total`` (or when it costs nothing more),
+        else possibly a lower bound read from a bounded stretch of the list."""
+        ...
 
     async def unfinished_action_items(
         self, where: ActionItemFilter, now: datetime, *, limit: int, offset: int

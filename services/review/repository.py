@@ -6,6 +6,13 @@ the other. A change is a conditional update on the version the writer read (``{_
 instead of overwriting their change.
 
 Finding a recurrence's earlier occurrence costs the same however many reviews are stored: see ``recurrence_heads``.
+
+The list reads a window of ``list_position`` (``domain.list_window``), not every review. Positions come from the
+``list_position`` counter document, advanced in the transaction that opens the reviews, so position order is the
+order reviews were opened in: the order of ``created_at`` too, which is taken just before (two replicas opening
+reviews within the same moment may store them in either order; positions are unique, ``_id`` is a tie-break only for
+safety). The same document counts reviews by status and severity, changed in the transactions that open reviews or
+change their status, so an unfiltered or status/severity-only list has its exact total without a count query.
 """
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -13,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import pymongo
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -24,6 +31,8 @@ from services.review.documents import (
     OUTBOX_ORDER,
     Document,
     action_item_query,
+    counted_groups,
+    filter_branches,
     filter_query,
     outbox_document,
     outbox_order_of,
@@ -31,6 +40,7 @@ from services.review.documents import (
     review_to_document,
 )
 from services.review.domain.batch_opening import BatchOpening, LinkedEarlier
+from services.review.domain.list_window import positions_below, positions_for_batch, windows
 from services.review.domain.record import ActionItem, Review
 from services.review.domain.recurrence import RecurrenceQuery
 from services.review.ports import (
@@ -39,6 +49,7 @@ from services.review.ports import (
     OutboxEntry,
     ReviewFilter,
     ReviewNotFoundError,
+    ReviewPage,
     StaleVersionError,
 )
 from services.review.recurrence_heads import LATEST_OCCURRENCE_FIRST, RecurrenceHeads
@@ -47,6 +58,17 @@ REVIEWS = "reviews"
 OUTBOX = "review_outbox"
 RELAY_LEASE = "review_outbox_lease"
 RECURRENCE_HEADS = "review_recurrence_heads"
+COUNTERS = "review_counters"
+# The counter document: ``top`` (the highest position given), ``bottom`` (the lowest), ``counts`` (by status, then
+# severity: reviews that have a position) and ``complete`` (every review stored before positions existed has one).
+LIST_POSITION = "list_position"
+# Reviews without a position get theirs in chunks of this many, one transaction each; a chunk whose reviews changed
+# meanwhile is read and tried again up to this many times in all.
+_POSITION_CHUNK = 500
+_POSITION_ATTEMPTS = 3
+_GROUP_FIELDS = {"created_at": 1, "status": 1, "incident.severity": 1}
+# The list's order: highest position (newest) first.
+LIST_ORDER = [("list_position", DESCENDING), ("_id", ASCENDING)]
 INDEX_NOT_FOUND = 27
 DUPLICATE_KEY = 11000
 
@@ -57,6 +79,18 @@ REPLACED_INDEXES = {
 }
 
 T = TypeVar("T")
+
+
+class _ChunkChangedError(Exception):
+    """Reviews of a chunk were positioned or changed status after they were read: read them again."""
+
+
+def _count_field(status: object, severity: object) -> str:
+    return f"counts.{status}.{severity}"
+
+
+def _group_of(document: Document) -> tuple[str, str]:
+    return str(document["status"]), str(document["incident"]["severity"])
 
 
 def _recurred_after_verification(earlier: Review, recurrence_id: str) -> Document:
@@ -90,12 +124,14 @@ class ReviewRepository:
         self.outbox: AsyncCollection[Document] = database[OUTBOX]
         self.relay_lease: AsyncCollection[Document] = database[RELAY_LEASE]
         self.recurrence_heads: AsyncCollection[Document] = database[RECURRENCE_HEADS]
+        self.counters: AsyncCollection[Document] = database[COUNTERS]
         self._recurrence = RecurrenceHeads(self.reviews, self.recurrence_heads)
 
     async def ensure_indexes(self) -> None:
         await self.reviews.create_index([("incident_key", ASCENDING)], unique=True, name="one_review_per_incident")
         await self.reviews.create_index([("status", ASCENDING), ("due_at", ASCENDING)], name="status_due")
         await self.reviews.create_index([("created_at", DESCENDING), ("_id", ASCENDING)], name="newest_first")
+        await self.reviews.create_index(LIST_ORDER, name="list_order")
         await self.reviews.create_index([("owner", ASCENDING), ("created_at", DESCENDING)], name="by_owner")
         await self.reviews.create_index(
             [("participants.name", ASCENDING), ("created_at", DESCENDING)], name="by_participant"
@@ -122,6 +158,110 @@ class ReviewRepository:
                         raise
         await self._recurrence.complete()
 
+    async def position_unlisted(self) -> int:
+        """Give every review without a list position its position and count; how many got one.
+
+        Before the ``complete`` mark, the reviews stored before positions existed: older than any review opened since,
+        they get positions below the lowest (``bottom``), newest first by ``created_at`` then ``_id``, and the mark is
+        set. After it, reviews opened by a replica of the previous version during a rolling deploy: newer than most,
+        they get positions above the highest (``top``), oldest first. Cheap when there is nothing to do: the query
+        reads only the ``list_order`` index's range of reviews without a position.
+
+        Each chunk takes its positions from the counter document, counts its reviews by the status and severity read
+        and writes the positions on condition that status and severity are still those, in one transaction: a review
+        is positioned and counted exactly once, and replicas doing this at the same time conflict and retry (the
+        retry finds the reviews positioned and does nothing). A review whose status changed meanwhile is read again.
+        """
+        state = await self.counters.find_one_and_update(
+            {"_id": LIST_POSITION},
+            {"$setOnInsert": {"top": 0, "bottom": 1, "counts": {}}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        below = not (state or {}).get("complete")
+        unlisted = await self.reviews.find({"list_position": None}, _GROUP_FIELDS).to_list()
+        unlisted.sort(key=lambda document: document["_id"], reverse=not below)
+        unlisted.sort(key=lambda document: document["created_at"], reverse=below)
+        positioned = 0
+        for start in range(0, len(unlisted), _POSITION_CHUNK):
+            positioned += await self._position_chunk(unlisted[start : start + _POSITION_CHUNK], below=below)
+        if below:
+            await self.counters.update_one({"_id": LIST_POSITION}, {"$set": {"complete": True}})
+        return positioned
+
+    async def _position_chunk(self, chunk: list[Document], *, below: bool) -> int:
+        """Position ``chunk`` (in the order given: newest first below the lowest, oldest first above the highest)."""
+        for _ in range(_POSITION_ATTEMPTS):
+            try:
+                return await self._in_transaction(self._positioning(chunk, below=below))
+            except _ChunkChangedError:
+                ids = [document["_id"] for document in chunk]
+                fresh = {
+                    document["_id"]: document
+                    async for document in self.reviews.find({"_id": {"$in": ids}, "list_position": None}, _GROUP_FIELDS)
+                }
+                chunk = [fresh[review_id] for review_id in ids if review_id in fresh]
+        raise RuntimeError("reviews kept changing while they were given list positions; the next pass tries again")
+
+    def _positioning(self, chunk: list[Document], *, below: bool) -> Callable[[AsyncClientSession], Awaitable[int]]:
+        async def work(session: AsyncClientSession) -> int:
+            if not chunk:
+                return 0
+            counts: dict[str, int] = {"bottom" if below else "top": -len(chunk) if below else len(chunk)}
+            for document in chunk:
+                field = _count_field(*_group_of(document))
+                counts[field] = counts.get(field, 0) + 1
+            state = await self.counters.find_one_and_update(
+                {"_id": LIST_POSITION},
+                {"$inc": counts},
+                projection={"top": 1, "bottom": 1},
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            if state is None:
+                raise RuntimeError("the list position counter is missing")
+            if below:
+                positions = positions_below(int(state["bottom"]), len(chunk))
+            else:
+                positions = positions_for_batch(int(state["top"]), len(chunk))
+            updates = [
+                UpdateOne(
+                    {
+                        "_id": document["_id"],
+                        "list_position": None,
+                        "status": document["status"],
+                        "incident.severity": document["incident"]["severity"],
+                    },
+                    {"$set": {"list_position": position}},
+                )
+                for document, position in zip(chunk, positions, strict=True)
+            ]
+            result = await self.reviews.bulk_write(updates, session=session)
+            if result.matched_count != len(updates):
+                # Positioned by another replica, or its status changed since it was read: its count would be wrong.
+                raise _ChunkChangedError
+            return len(updates)
+
+        return work
+
+    async def _take_positions(self, session: AsyncClientSession, reviews: Sequence[Review]) -> list[int]:
+        """Positions for ``reviews`` (in order), counted by status and severity: one write of the counter."""
+        counts: dict[str, int] = {"top": len(reviews)}
+        for review in reviews:
+            field = _count_field(review.status, review.incident.severity)
+            counts[field] = counts.get(field, 0) + 1
+        state = await self.counters.find_one_and_update(
+            {"_id": LIST_POSITION},
+            {"$inc": counts, "$setOnInsert": {"bottom": 1}},
+            projection={"top": 1},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=session,
+        )
+        if state is None:
+            raise RuntimeError("the list position counter was upserted but not returned")
+        return positions_for_batch(int(state["top"]), len(reviews))
+
     async def _in_transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run ``work`` in a transaction; pymongo's ``ExecutionTimeout`` if it cannot finish within the time limit.
 
@@ -145,13 +285,22 @@ class ReviewRepository:
             raise ValueError(f"a change must move review {review.id} from version {read_version} to the next")
         fields = review_to_document(review)
         del fields["_id"], fields["version"]
-        result = await self.reviews.update_one(
+        before = await self.reviews.find_one_and_update(
             {"_id": review.id, "version": read_version},
             {"$set": fields, "$inc": {"version": 1}},
+            projection={"status": 1, "incident.severity": 1, "list_position": 1},
+            return_document=ReturnDocument.BEFORE,
             session=session,
         )
-        if result.matched_count == 0:
+        if before is None:
             await self._stale(session, review.id, read_version)
+            return
+        was, becomes = _group_of(before), (str(review.status), str(review.incident.severity))
+        # A review without a position is not counted yet: the backfill counts it as it finds it.
+        if was != becomes and "list_position" in before:
+            await self.counters.update_one(
+                {"_id": LIST_POSITION}, {"$inc": {_count_field(*was): -1, _count_field(*becomes): 1}}, session=session
+            )
 
     async def _stale(self, session: AsyncClientSession, review_id: str, read_version: int) -> None:
         current = await self.reviews.find_one({"_id": review_id}, {"version": 1}, session=session)
@@ -201,8 +350,11 @@ class ReviewRepository:
         """
 
         async def work(session: AsyncClientSession) -> bool:
+            (position,) = await self._take_positions(session, [review])
             try:
-                await self.reviews.insert_one(review_to_document(review), session=session)
+                await self.reviews.insert_one(
+                    {**review_to_document(review), "list_position": position}, session=session
+                )
             except DuplicateKeyError:
                 await session.abort_transaction()
                 return False
@@ -231,8 +383,13 @@ class ReviewRepository:
         ]
 
         async def work(session: AsyncClientSession) -> bool:
+            positions = await self._take_positions(session, reviews)
+            documents = [
+                {**review_to_document(review), "list_position": position}
+                for review, position in zip(reviews, positions, strict=True)
+            ]
             try:
-                await self.reviews.insert_many([review_to_document(review) for review in reviews], session=session)
+                await self.reviews.insert_many(documents, session=session)
             except BulkWriteError as exc:
                 if any(error.get("code") == DUPLICATE_KEY for error in exc.details.get("writeErrors", ())):
                     await session.abort_transaction()
@@ -317,12 +474,81 @@ class ReviewRepository:
         return {document["incident_key"] async for document in cursor}
 
     async def find(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> tuple[list[Review], int]:
-        """One page of reviews, newest first, and how many match in all."""
+        """One page of reviews, newest first, and exactly how many match in all."""
+        page = await self.find_page(where, now, limit=limit, offset=offset, exact_total=True)
+        return page.reviews, page.total
+
+    async def find_page(
+        self, where: ReviewFilter, now: datetime, *, limit: int, offset: int, exact_total: bool
+    ) -> ReviewPage:
+        """One page of reviews, newest first, read through growing windows of positions (``domain.list_window``).
+
+        The filter is asked as disjoint plain queries (``filter_branches``), each narrowed by the window's range of
+        the ``list_order`` index; a window is large enough once it holds ``offset + limit`` matches. The total comes
+        from the stored counts when they can tell, else from the windows when the last covered every review; else it
+        is counted: over everything when ``exact_total``, otherwise over the last window only (a lower bound).
+        """
+        state = await self.counters.find_one({"_id": LIST_POSITION})
+        if state is None or not state.get("complete"):
+            return await self._find_plain(where, now, limit=limit, offset=offset)
+        branches = filter_branches(where, now)
+        if not branches:
+            return ReviewPage([], 0)
+        wanted = offset + limit
+        matches: list[tuple[int, str]] = []
+        for window in windows(int(state["top"]), int(state["bottom"]), wanted):
+            matches = []
+            for branch in branches:
+                # The whole list without a range: the server may then narrow it by another index (status_due) when
+                # every field of the query is in it.
+                query = branch if window.covers_all else {**branch, "list_position": {"$gt": window.lowest}}
+                cursor = self.reviews.find(query, {"list_position": 1})
+                found = await cursor.sort(LIST_ORDER).limit(wanted).to_list()
+                # Without a range a review not positioned yet may match (sorted last): it is listed once positioned.
+                matches.extend(
+                    (document["list_position"], document["_id"])
+                    for document in found
+                    if document.get("list_position") is not None
+                )
+            if len(matches) >= wanted:
+                break
+        matches.sort(key=lambda match: (-match[0], match[1]))
+        reviews = await self._by_ids([review_id for _, review_id in matches[offset:wanted]])
+        groups = counted_groups(where)
+        if groups is not None:
+            counts = state.get("counts", {})
+            total = sum(int(counts.get(status, {}).get(severity, 0)) for status, severity in groups)
+            return ReviewPage(reviews, total)
+        if window.covers_all and len(matches) < wanted:
+            return ReviewPage(reviews, len(matches))
+        if exact_total or window.covers_all:
+            # Every position, so that reviews not positioned yet are left out of the total as they are of the pages.
+            return ReviewPage(reviews, await self._count(branches, int(state["bottom"]) - 1))
+        return ReviewPage(reviews, await self._count(branches, window.lowest), total_is_exact=False)
+
+    async def _count(self, branches: Sequence[Document], lowest: int) -> int:
+        total = 0
+        for branch in branches:
+            query = {**branch, "list_position": {"$gt": lowest}}
+            total += await self.reviews.count_documents(query)
+        return total
+
+    async def _by_ids(self, review_ids: Sequence[str]) -> list[Review]:
+        if not review_ids:
+            return []
+        found = {
+            document["_id"]: review_from_document(document)
+            async for document in self.reviews.find({"_id": {"$in": list(review_ids)}})
+        }
+        return [found[review_id] for review_id in review_ids if review_id in found]
+
+    async def _find_plain(self, where: ReviewFilter, now: datetime, *, limit: int, offset: int) -> ReviewPage:
+        """Until every review has a position: every match read and counted (exact, costs the whole collection)."""
         query = filter_query(where, now)
         total = await self.reviews.count_documents(query)
         cursor = self.reviews.find(query).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
         documents = await cursor.skip(offset).limit(limit).to_list(length=limit)
-        return [review_from_document(document) for document in documents], total
+        return ReviewPage([review_from_document(document) for document in documents], total)
 
     async def unfinished_action_items(
         self, where: ActionItemFilter, now: datetime, *, limit: int, offset: int

@@ -47,6 +47,7 @@ from services.review.ports import (
     FollowupViewStore,
     ReviewFilter,
     ReviewNotFoundError,
+    ReviewPage,
     ReviewStore,
     StaleVersionError,
 )
@@ -223,7 +224,12 @@ class ReviewService:
         return review
 
     async def find(self, where: ReviewFilter, *, limit: int, offset: int) -> tuple[list[Review], int]:
+        """One page and exactly how many match (the API's ``X-Total-Count``)."""
         return await self._repository.find(where, self._now(), limit=limit, offset=offset)
+
+    async def find_page(self, where: ReviewFilter, *, limit: int, offset: int) -> ReviewPage:
+        """One page and how many match, possibly only a lower bound when an exact count would read every review."""
+        return await self._repository.find_page(where, self._now(), limit=limit, offset=offset, exact_total=False)
 
     async def unfinished_action_items(
         self, where: ActionItemFilter, *, limit: int, offset: int

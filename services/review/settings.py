@@ -28,6 +28,8 @@ class ReviewSettings(ServiceSettings):
     http_port: int = Field(default=8082, ge=1, le=65_535)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)
+    # How often reviews without a list position (opened by a replica of the previous version) are given one.
+    list_position_poll_seconds: float = Field(default=5.0, gt=0)
     # Publish right after a write instead of at the next poll. Off only to test what a crash before publishing does.
     outbox_wake_on_write: bool = True
     # One replica relays at a time (a lease in MongoDB), so events of one review leave in order and are not sent

@@ -43,9 +43,12 @@ class ReviewsPage:
             assigned_to=user.name if mine else None,
         )
         page = page_number(params)
-        reviews, total = await self.service.find(where, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        found = await self.service.find_page(where, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        reviews, total = found.reviews, found.total
         now = self.clock()
         pages = max(1, -(-total // PAGE_SIZE))
+        # A lower bound (``total_is_exact`` false) counts only the newest stretch: there may be more pages.
+        more = not found.total_is_exact and len(reviews) == PAGE_SIZE
         return self.pages.render(
             request,
             "reviews.html",
@@ -53,10 +56,11 @@ class ReviewsPage:
             reviews=reviews,
             overdue_ids={r.id for r in reviews if is_overdue(r, now)},
             total=total,
+            total_is_exact=found.total_is_exact,
             page=page,
             pages=pages,
             previous_link=page_link(params, page - 1) if page > 1 else None,
-            next_link=page_link(params, page + 1) if page < pages else None,
+            next_link=page_link(params, page + 1) if page < pages or more else None,
             where=where,
             mine=mine,
             overdue=params.get("overdue") or "",

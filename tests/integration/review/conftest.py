@@ -168,6 +168,8 @@ async def review_app(
                     yield ReviewApp(app, db, http, settings, clock)
             else:
                 await app.state.review_repository.ensure_indexes()
+                # What the lifespan's background task does first: the list reads windows of positions from then on.
+                await app.state.review_repository.position_unlisted()
                 yield ReviewApp(app, db, http, settings, clock)
                 await app.state.mongo_client.close()
 

@@ -28,7 +28,14 @@ from services.review.domain.record import Review
 from services.review.domain.recurrence import RecurrenceGroup, RecurrenceQuery, occurrence_order, recurrence_groups
 from services.review.domain.workflow import is_overdue
 from services.review.metrics import ReviewMetrics
-from services.review.ports import ActionItemFilter, ActionItemRow, ReviewFilter, ReviewNotFoundError, StaleVersionError
+from services.review.ports import (
+    ActionItemFilter,
+    ActionItemRow,
+    ReviewFilter,
+    ReviewNotFoundError,
+    ReviewPage,
+    StaleVersionError,
+)
 from services.review.service import ReviewService
 from services.review.settings import ReviewSettings
 from tests.support.brokers import ConsumerKafka, Produced, RunningKafka
@@ -150,6 +157,11 @@ class InMemoryReviews:
         found = sorted(filter(shown, self.reviews.values()), key=lambda review: review.id)
         found.sort(key=lambda review: review.created_at, reverse=True)  # newest first, then by id: as stored
         return found[offset : offset + limit], len(found)
+
+    async def find_page(
+        self, where: ReviewFilter, now: datetime, *, limit: int, offset: int, exact_total: bool
+    ) -> ReviewPage:
+        return ReviewPage(*await self.find(where, now, limit=limit, offset=offset))
 
     async def unfinished_action_items(
         self, where: ActionItemFilter, now: datetime, *, limit: int, offset: int
