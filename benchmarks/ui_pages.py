@@ -20,6 +20,7 @@ template rendering (a few ms).
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -43,8 +44,20 @@ from services.review.domain.record import Review, open_review
 from services.review.settings import KafkaSettings, MongoSettings, ReviewSettings
 
 TOKEN = "bench-viewer-token-0123456789"
+# The signed-in viewer owns one review in 30 (owners are ``owner-0`` to ``owner-29``): "assigned to me" lists those.
+VIEWER = "owner-7"
 RESOLVED = datetime(2026, 11, 28, 8, 30, tzinfo=UTC)
-GOALS = {"list page": 150.0, "list page, team filter": 150.0, "review page": 100.0}
+# The list's cases: what people filter by all day, from matching nothing to about one review in seven.
+LIST_CASES = {
+    "list page": "/",
+    "list page, team filter": "/?team=team-3&overdue=true",  # matches nothing
+    "list, team (1 in 8)": "/?team=team-3",
+    "list, assigned to me": "/?mine=1",  # 1 in 30
+    "list, team + mine": "/?team=team-3&mine=1",  # 1 in 125
+    "list, title text": "/?q=region+3",  # 1 in 7, no index
+    "list, team page 5": "/?team=team-3&page=5",
+}
+GOALS = {**dict.fromkeys(LIST_CASES, 150.0), "review page": 100.0}
 
 
 def filled_review(number: int, now: datetime) -> Review:
@@ -104,7 +117,7 @@ async def timed(name: str, requests: int, call: Callable[[], Awaitable[httpx.Res
     p50 = statistics.median(durations)
     p95 = statistics.quantiles(durations, n=20)[18]
     verdict = "meets" if p95 < GOALS[name] else "MISSES"
-    print(f"{name:<24} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   goal p95 < {GOALS[name]:.0f} ms: {verdict}")
+    print(f"{name:<26} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   goal p95 < {GOALS[name]:.0f} ms: {verdict}")
     return p50, p95
 
 
@@ -133,7 +146,7 @@ async def main() -> None:
                 )
                 ids.append(review_id)
             await client[database].reviews.insert_many(batch)
-        settings = ReviewSettings(api_tokens=json.dumps({TOKEN: {"name": "bench", "role": "viewer"}}))
+        settings = ReviewSettings(api_tokens=json.dumps({TOKEN: {"name": VIEWER, "role": "viewer"}}))
         app = create_app(KafkaSettings(), MongoSettings(uri=uri, database=database), settings)
         await app.state.review_repository.ensure_indexes()
         started = time.perf_counter()
@@ -146,8 +159,8 @@ async def main() -> None:
             signed = await http.post("/sign-in", data={"token": TOKEN, "csrf_token": csrf.group(1)})
             assert signed.status_code == 303, signed.text
             print(f"{args.reviews} reviews stored; {args.requests} requests per page")
-            await timed("list page", args.requests, lambda: http.get("/"))
-            await timed("list page, team filter", args.requests, lambda: http.get("/?team=team-3&overdue=true"))
+            for name, path in LIST_CASES.items():
+                await timed(name, args.requests, functools.partial(http.get, path))
             await timed("review page", args.requests, lambda: http.get(f"/review/{random.choice(ids)}"))
         await app.state.mongo_client.close()
     finally:

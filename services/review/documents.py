@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from schemas import ActionItemStatus, ReviewEvent, ReviewStatus, Severity
+from services.review.domain.list_filter import Candidates, candidates_for
 from services.review.domain.outbox_order import order_key
 from services.review.domain.record import Review
 from services.review.domain.workflow import BEFORE_PUBLICATION
@@ -64,56 +65,27 @@ def filter_query(where: ReviewFilter, now: datetime) -> Document:
     return query
 
 
-def filter_branches(where: ReviewFilter, now: datetime) -> list[Document]:
-    """``filter_query`` as disjoint plain queries (no ``$or``, ``$nor`` or ``$and``) whose union it matches.
+def candidate_queries(where: ReviewFilter, now: datetime) -> list[Document]:
+    """Plain queries on the filter's candidate condition (``domain.list_filter.candidates_for``) whose union holds
+    every review the filter matches; an empty list: it matches nothing.
 
-    A server that uses no index for a query with a top-level ``$or``/``$nor`` still narrows each branch by an index
-    range (the listing's window of positions): "assigned to" becomes owner, or participant but not owner; "not overdue"
-    becomes a status never overdue, or one before publication with no due date at or before ``now``. Disjoint, so
-    counts add up and no review is listed twice. An empty list matches nothing.
+    Each holds one indexed condition only, an equality, so that the server reads it from an index ending in
+    ``list_position`` (with the listing's range of positions), or ``status_due`` for overdue; ``matches`` decides the
+    rest. SecantusDB scans the collection for ``$in`` with a range: statuses are asked one by one.
     """
-    base: Document = {}
-    if where.severities:
-        base["incident.severity"] = {"$in": [str(severity) for severity in where.severities]}
-    if where.service is not None:
-        base["incident.service"] = where.service
-    if where.team is not None:
-        base["incident.team"] = where.team
-    if where.title_contains:
-        base["incident.title"] = {"$regex": re.escape(where.title_contains), "$options": "i"}
-    asked = set(where.statuses) if where.statuses else None
-    # (statuses or None for any, extra conditions) per part of the status and overdue conditions.
-    status_parts: list[tuple[set[ReviewStatus] | None, Document]]
-    if where.overdue is True:
-        status_parts = [(_within(asked, set(BEFORE_PUBLICATION)), {"due_at": {"$lte": now}})]
-    elif where.overdue is False:
-        never_overdue = set(ReviewStatus) - set(BEFORE_PUBLICATION)
-        status_parts = [
-            (_within(asked, never_overdue), {}),
-            (_within(asked, set(BEFORE_PUBLICATION)), {"due_at": {"$not": {"$lte": now}}}),
-        ]
-    else:
-        status_parts = [(asked, {})]
-    people: list[Document] = [{}]
-    if where.assigned_to is not None:
-        people = [
-            {"owner": where.assigned_to},
-            {"participants.name": where.assigned_to, "owner": {"$ne": where.assigned_to}},
-        ]
-    branches: list[Document] = []
-    for statuses, conditions in status_parts:
-        if statuses is not None and not statuses:
-            continue
-        for person in people:
-            branch = {**base, **conditions, **person}
-            if statuses is not None:
-                branch["status"] = {"$in": sorted(str(status) for status in statuses)}
-            branches.append(branch)
-    return branches
-
-
-def _within(asked: set[ReviewStatus] | None, allowed: set[ReviewStatus]) -> set[ReviewStatus]:
-    return allowed & asked if asked is not None else allowed
+    kind = candidates_for(where)
+    if kind is Candidates.OVERDUE:
+        statuses = set(BEFORE_PUBLICATION) & set(where.statuses) if where.statuses else set(BEFORE_PUBLICATION)
+        if not statuses:
+            return []  # asked for statuses none of which can be overdue
+        return [{"status": str(status), "due_at": {"$lte": now}} for status in sorted(statuses)]
+    by_kind: dict[Candidates, list[Document]] = {
+        Candidates.ASSIGNED: [{"owner": where.assigned_to}, {"participants.name": where.assigned_to}],
+        Candidates.SERVICE: [{"incident.service": where.service}],
+        Candidates.TEAM: [{"incident.team": where.team}],
+        Candidates.STATUS: [{"status": str(status)} for status in sorted(set(where.statuses))],
+    }
+    return by_kind.get(kind, [{}])
 
 
 def counted_groups(where: ReviewFilter) -> list[tuple[str, str]] | None:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from schemas import ActionItemCategory, ActionItemPriority, AnyFollowupEvent, ReviewEvent, ReviewStatus, Severity
+from schemas import ActionItemCategory, ActionItemPriority, AnyFollowupEvent, ReviewEvent
 from services.review.domain.batch_opening import BatchOpening
 from services.review.domain.followup_view import FollowupView
+from services.review.domain.list_filter import ReviewFilter as ReviewFilter  # noqa: PLC0414 (re-exported: ports speak it)
 from services.review.domain.record import ActionItem, Review
 from services.review.domain.recurrence import RecurrenceQuery
 
@@ -28,20 +29,6 @@ class StaleVersionError(Exception):
         self.review_id = review_id
         self.read_version = read_version
         self.current_version = current_version
-
-
-@dataclass(frozen=True)
-class ReviewFilter:
-    """Which reviews a listing shows; every field given narrows it."""
-
-    statuses: Sequence[ReviewStatus] = ()
-    severities: Sequence[Severity] = ()
-    service: str | None = None
-    team: str | None = None
-    overdue: bool | None = None
-    title_contains: str | None = None
-    # Reviews this person facilitates (owner) or takes part in (a participant's name).
-    assigned_to: str | None = None
 
 
 @dataclass(frozen=True)

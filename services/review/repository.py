@@ -31,8 +31,8 @@ from services.review.documents import (
     OUTBOX_ORDER,
     Document,
     action_item_query,
+    candidate_queries,
     counted_groups,
-    filter_branches,
     filter_query,
     outbox_document,
     outbox_order_of,
@@ -40,7 +40,8 @@ from services.review.documents import (
     review_to_document,
 )
 from services.review.domain.batch_opening import BatchOpening, LinkedEarlier
-from services.review.domain.list_window import positions_below, positions_for_batch, windows
+from services.review.domain.list_filter import FILTER_FIELDS, Candidates, candidates_for, is_whole_filter, matches
+from services.review.domain.list_window import Window, positions_below, positions_for_batch, windows
 from services.review.domain.record import ActionItem, Review
 from services.review.domain.recurrence import RecurrenceQuery
 from services.review.ports import (
@@ -72,9 +73,19 @@ LIST_ORDER = [("list_position", DESCENDING), ("_id", ASCENDING)]
 INDEX_NOT_FOUND = 27
 DUPLICATE_KEY = 11000
 
-# Indexes replaced by ones that serve a whole sort (with its tie-break): dropped so writes do not maintain both.
+# The list's candidate conditions (``documents.candidate_queries``), each followed by ``list_position`` in its index.
+LIST_CANDIDATE_INDEXES = {
+    "list_by_owner": "owner",
+    "list_by_participant": "participants.name",
+    "list_by_service": "incident.service",
+    "list_by_team": "incident.team",
+    "list_by_status": "status",
+}
+
+# Indexes replaced by ones that serve a whole sort (with its tie-break), or by the list's candidate indexes (the list
+# was their only reader): dropped so writes do not maintain both.
 REPLACED_INDEXES = {
-    REVIEWS: ("recurrence_fingerprint", "recurrence_service_title"),
+    REVIEWS: ("recurrence_fingerprint", "recurrence_service_title", "newest_first", "by_owner", "by_participant"),
     OUTBOX: ("unsent_in_version_order", "unsent_in_order"),
 }
 
@@ -130,12 +141,10 @@ class ReviewRepository:
     async def ensure_indexes(self) -> None:
         await self.reviews.create_index([("incident_key", ASCENDING)], unique=True, name="one_review_per_incident")
         await self.reviews.create_index([("status", ASCENDING), ("due_at", ASCENDING)], name="status_due")
-        await self.reviews.create_index([("created_at", DESCENDING), ("_id", ASCENDING)], name="newest_first")
         await self.reviews.create_index(LIST_ORDER, name="list_order")
-        await self.reviews.create_index([("owner", ASCENDING), ("created_at", DESCENDING)], name="by_owner")
-        await self.reviews.create_index(
-            [("participants.name", ASCENDING), ("created_at", DESCENDING)], name="by_participant"
-        )
+        # The list's candidates by one condition, narrowed to a window of positions by the same index (``find_page``).
+        for name, field in LIST_CANDIDATE_INDEXES.items():
+            await self.reviews.create_index([(field, ASCENDING), (LIST_POSITION, DESCENDING)], name=name)
         await self.reviews.create_index(
             [("action_items.status", ASCENDING), ("action_items.due_at", ASCENDING)], name="unfinished_action_items"
         )
@@ -483,55 +492,61 @@ class ReviewRepository:
     ) -> ReviewPage:
         """One page of reviews, newest first, read through growing windows of positions (``domain.list_window``).
 
-        The filter is asked as disjoint plain queries (``filter_branches``), each narrowed by the window's range of
-        the ``list_order`` index; a window is large enough once it holds ``offset + limit`` matches. The total comes
-        from the stored counts when they can tell, else from the windows when the last covered every review; else it
-        is counted: over everything when ``exact_total``, otherwise over the last window only (a lower bound).
+        Candidates are read by one indexed condition of the filter (``candidate_queries``): an index that ends in
+        ``list_position`` narrows them to the window, so a window costs its candidates, not its reviews; ``matches``
+        decides the rest of the filter. A window is large enough once it holds ``offset + limit`` matches. The total
+        comes from the stored counts when they can tell, else from the matches once every candidate was read
+        (``exact_total``: read them all), else it is the matches of the last window (a lower bound).
         """
         state = await self.counters.find_one({"_id": LIST_POSITION})
         if state is None or not state.get("complete"):
             return await self._find_plain(where, now, limit=limit, offset=offset)
-        branches = filter_branches(where, now)
-        if not branches:
+        queries = candidate_queries(where, now)
+        if not queries:
             return ReviewPage([], 0)
         wanted = offset + limit
-        matches: list[tuple[int, str]] = []
-        for window in windows(int(state["top"]), int(state["bottom"]), wanted):
-            matches = []
-            for branch in branches:
-                # The whole list without a range: the server may then narrow it by another index (status_due) when
-                # every field of the query is in it.
-                query = branch if window.covers_all else {**branch, "list_position": {"$gt": window.lowest}}
-                cursor = self.reviews.find(query, {"list_position": 1})
-                found = await cursor.sort(LIST_ORDER).limit(wanted).to_list()
-                # Without a range a review not positioned yet may match (sorted last): it is listed once positioned.
-                matches.extend(
-                    (document["list_position"], document["_id"])
-                    for document in found
-                    if document.get("list_position") is not None
-                )
-            if len(matches) >= wanted:
+        top, bottom = int(state["top"]), int(state["bottom"])
+        # Overdue candidates come from ``status_due``, which has no positions: read at once (they are few).
+        everything = [Window(lowest=bottom - 1, covers_all=True)]
+        steps = everything if candidates_for(where) is Candidates.OVERDUE else windows(top, bottom, wanted)
+        matched: list[tuple[int, str]] = []
+        for window in steps:
+            matched = await self._matching(where, queries, now, None if window.covers_all else window.lowest, wanted)
+            if len(matched) >= wanted or window.covers_all:
                 break
-        matches.sort(key=lambda match: (-match[0], match[1]))
-        reviews = await self._by_ids([review_id for _, review_id in matches[offset:wanted]])
+        reviews = await self._by_ids([review_id for _, review_id in matched[offset:wanted]])
         groups = counted_groups(where)
         if groups is not None:
             counts = state.get("counts", {})
             total = sum(int(counts.get(status, {}).get(severity, 0)) for status, severity in groups)
             return ReviewPage(reviews, total)
-        if window.covers_all and len(matches) < wanted:
-            return ReviewPage(reviews, len(matches))
-        if exact_total or window.covers_all:
-            # Every position, so that reviews not positioned yet are left out of the total as they are of the pages.
-            return ReviewPage(reviews, await self._count(branches, int(state["bottom"]) - 1))
-        return ReviewPage(reviews, await self._count(branches, window.lowest), total_is_exact=False)
+        if window.covers_all:
+            return ReviewPage(reviews, len(matched))
+        if exact_total:
+            return ReviewPage(reviews, len(await self._matching(where, queries, now, None, None)))
+        return ReviewPage(reviews, len(matched), total_is_exact=False)
 
-    async def _count(self, branches: Sequence[Document], lowest: int) -> int:
-        total = 0
-        for branch in branches:
-            query = {**branch, "list_position": {"$gt": lowest}}
-            total += await self.reviews.count_documents(query)
-        return total
+    async def _matching(
+        self, where: ReviewFilter, queries: Sequence[Document], now: datetime, lowest: int | None, wanted: int | None
+    ) -> list[tuple[int, str]]:
+        """The (position, id) of the reviews matching ``where`` among the candidates above position ``lowest`` (None:
+        every position), highest first. When the candidates are the whole filter (no other condition), only the
+        ``wanted`` first are asked for."""
+        whole = is_whole_filter(where)
+        projection = {LIST_POSITION: 1} if whole else dict.fromkeys(FILTER_FIELDS, 1)
+        found: dict[str, int] = {}
+        for query in queries:
+            # Without a range the server narrows the candidates by their index alone (every field of the query in it).
+            ranged = query if lowest is None else {**query, LIST_POSITION: {"$gt": lowest}}
+            cursor = self.reviews.find(ranged, projection)
+            if whole and wanted is not None:
+                cursor = cursor.sort(LIST_ORDER).limit(wanted)
+            async for document in cursor:
+                position = document.get(LIST_POSITION)
+                # Without a range a review not positioned yet may be a candidate: it is listed once positioned.
+                if position is not None and (whole or matches(where, document, now)):
+                    found[document["_id"]] = int(position)
+        return sorted(((position, review_id) for review_id, position in found.items()), key=lambda m: (-m[0], m[1]))
 
     async def _by_ids(self, review_ids: Sequence[str]) -> list[Review]:
         if not review_ids:
