@@ -55,6 +55,15 @@ FILTERS = [
     ReviewFilter(assigned_to="bo", overdue=False),
     ReviewFilter(assigned_to="cy", overdue=True, severities=(Severity.HIGH, Severity.MEDIUM)),
     ReviewFilter(team="nobody"),
+    ReviewFilter(assigned_to="nobody"),
+    ReviewFilter(service="svc-1", team="team-2", overdue=True),
+    ReviewFilter(service="svc-3", statuses=(ReviewStatus.OPEN, ReviewStatus.CLOSED), overdue=False),
+    ReviewFilter(team="team-1", assigned_to="ana", title_contains="DISK"),
+    ReviewFilter(assigned_to="bo", title_contains="node 1"),
+    ReviewFilter(title_contains="latency", severities=(Severity.HIGH,)),
+    ReviewFilter(title_contains="no such title"),
+    ReviewFilter(overdue=True, assigned_to="ana", team="team-2"),
+    ReviewFilter(statuses=(ReviewStatus.CLOSED,), team="team-0", severities=(Severity.LOW, Severity.MEDIUM)),
 ]
 LIST_ORDER_SPEC = [("list_position", DESCENDING), ("_id", ASCENDING)]
 UNLISTED: dict[str, Any] = {"list_position": None}

@@ -1,4 +1,5 @@
-"""Which windows of list positions the reviews list reads (pure), and the filter as disjoint plain queries."""
+"""Which windows of list positions the reviews list reads (pure), the candidate queries of a filter and deciding the
+rest of the filter on a review's fields."""
 
 import asyncio
 import contextlib
@@ -7,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas import ReviewStatus, Severity
-from services.review.documents import counted_groups, filter_branches
+from services.review.documents import candidate_queries, counted_groups
+from services.review.domain.list_filter import is_whole_filter, matches
 from services.review.domain.list_window import Window, positions_below, positions_for_batch, windows
 from services.review.list_positions import ListPositioner
 from services.review.ports import ReviewFilter
@@ -87,31 +89,48 @@ async def test_the_positioner_passes_again_and_again_and_outlives_a_failed_pass(
             await task
 
 
-def test_branches_have_no_top_level_or_nor_and() -> None:
-    where = ReviewFilter(assigned_to="ana", overdue=False, team="t")
-    branches = filter_branches(where, NOW)
-    assert len(branches) == 4
-    for branch in branches:
-        assert not {"$or", "$nor", "$and"} & set(branch)
-        assert branch["incident.team"] == "t"
+def test_candidates_are_read_by_one_equality_the_most_selective_first() -> None:
+    where = ReviewFilter(assigned_to="ana", overdue=False, team="t", service="s", statuses=(ReviewStatus.OPEN,))
+    assert candidate_queries(where, NOW) == [{"owner": "ana"}, {"participants.name": "ana"}]
+    assert candidate_queries(ReviewFilter(team="t", service="s", overdue=False), NOW) == [{"incident.service": "s"}]
+    assert candidate_queries(ReviewFilter(team="t", title_contains="x"), NOW) == [{"incident.team": "t"}]
+    by_status = ReviewFilter(statuses=(ReviewStatus.CLOSED, ReviewStatus.OPEN), severities=(Severity.LOW,))
+    assert candidate_queries(by_status, NOW) == [{"status": "closed"}, {"status": "open"}]
+    assert candidate_queries(ReviewFilter(title_contains="x", overdue=False), NOW) == [{}]
 
 
-def test_overdue_false_splits_statuses_never_overdue_from_those_before_publication() -> None:
-    never, before = filter_branches(ReviewFilter(overdue=False), NOW)
-    assert set(never["status"]["$in"]) == {"published", "closed", "not_required", "cancelled"}
-    assert "due_at" not in never
-    assert set(before["status"]["$in"]) == {"open", "in_review", "approved"}
-    assert before["due_at"] == {"$not": {"$lte": NOW}}
+def test_overdue_candidates_are_the_overdue_reviews_of_each_status_that_can_be() -> None:
+    queries = candidate_queries(ReviewFilter(overdue=True, assigned_to="ana", team="t"), NOW)
+    assert queries == [{"status": status, "due_at": {"$lte": NOW}} for status in ("approved", "in_review", "open")]
+    asked = ReviewFilter(overdue=True, statuses=(ReviewStatus.OPEN, ReviewStatus.CLOSED))
+    assert candidate_queries(asked, NOW) == [{"status": "open", "due_at": {"$lte": NOW}}]
 
 
 def test_statuses_that_cannot_be_overdue_match_nothing() -> None:
-    assert filter_branches(ReviewFilter(overdue=True, statuses=(ReviewStatus.PUBLISHED,)), NOW) == []
+    assert candidate_queries(ReviewFilter(overdue=True, statuses=(ReviewStatus.PUBLISHED,)), NOW) == []
 
 
-def test_assigned_to_is_owner_or_participant_but_not_owner() -> None:
-    owner, participant = filter_branches(ReviewFilter(assigned_to="ana"), NOW)
-    assert owner == {"owner": "ana"}
-    assert participant == {"participants.name": "ana", "owner": {"$ne": "ana"}}
+def test_only_a_filter_of_statuses_alone_is_answered_by_its_candidates() -> None:
+    assert is_whole_filter(ReviewFilter())
+    assert is_whole_filter(ReviewFilter(statuses=(ReviewStatus.OPEN,)))
+    assert not is_whole_filter(ReviewFilter(statuses=(ReviewStatus.OPEN,), severities=(Severity.LOW,)))
+    assert not is_whole_filter(ReviewFilter(team="t"))
+    assert not is_whole_filter(ReviewFilter(title_contains="x"))
+
+
+def test_a_review_matches_when_every_condition_holds() -> None:
+    fields = {
+        "status": "open",
+        "due_at": NOW,
+        "owner": "bo",
+        "participants": [{"name": "ana"}],
+        "incident": {"severity": "high", "service": "s", "team": "t", "title": "Disk (p99) FULL"},
+    }
+    assert matches(ReviewFilter(assigned_to="ana", overdue=True, team="t", title_contains="disk (P99"), fields, NOW)
+    assert not matches(ReviewFilter(assigned_to="cy"), fields, NOW)
+    assert not matches(ReviewFilter(overdue=False), fields, NOW)
+    assert not matches(ReviewFilter(title_contains="disk.(p99"), fields, NOW)  # no pattern: a dot is a dot
+    assert not matches(ReviewFilter(team="t"), {**fields, "incident": {}}, NOW)
 
 
 def test_counts_tell_the_total_only_for_status_and_severity_filters() -> None:
