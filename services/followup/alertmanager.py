@@ -7,7 +7,6 @@ fired (``startsAt`` before the window's end). Requests go to the configured serv
 and nothing raises: each failure is classified (``Problem``) with a short reason.
 """
 
-import asyncio
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -16,55 +15,27 @@ from typing import Any
 import httpx
 
 from services.followup.domain.answers import AlertsAnswer, Firing, FiringAlert, NoAnswer, Problem
-from services.followup.judge_http import AnswerTooLargeError, bounded_body, judge_client
+from services.followup.judge_http import JudgeServer, short
 from services.followup.settings import AlertmanagerSettings
 
 ALERTS_PATH = "/api/v2/alerts"
-MAX_RESPONSE_SETTING = "FOLLOWUP_ALERTMANAGER_MAX_RESPONSE_BYTES"
-MAX_DETAIL_CHARS = 500
 # Every state an unresolved alert can be in: a silenced or inhibited alert fired all the same.
 EVERY_STATE = {"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "true"}
 
 
-class AlertmanagerClient:
+class AlertmanagerClient(JudgeServer):
     """Questions to one Alertmanager; ``close`` when done (the app's lifespan does)."""
 
     def __init__(self, settings: AlertmanagerSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._settings = settings
-        self._url = None if settings.url is None else settings.url.rstrip("/") + ALERTS_PATH
-        self._http = judge_client(
-            username=settings.username,
-            password=settings.password,
-            bearer_token=settings.bearer_token,
-            timeout_seconds=settings.timeout_seconds,
-            transport=transport,
-        )
-
-    @property
-    def configured(self) -> bool:
-        return self._url is not None
-
-    async def close(self) -> None:
-        await self._http.aclose()
+        super().__init__("Alertmanager", settings, ALERTS_PATH, transport=transport)
 
     async def firing(self, matchers: Sequence[tuple[str, str]]) -> AlertsAnswer:
         """The unresolved alerts whose labels equal every matcher, or why Alertmanager did not say."""
-        if self._url is None:
-            return NoAnswer(Problem.UNREACHABLE, "no Alertmanager is configured (FOLLOWUP_ALERTMANAGER_URL)")
         filters = [("filter", f'{name}="{_quoted(value)}"') for name, value in matchers]
-        params = httpx.QueryParams([*EVERY_STATE.items(), *filters])
-        try:
-            async with asyncio.timeout(self._settings.timeout_seconds):
-                async with self._http.stream("GET", self._url, params=params) as response:
-                    body = await bounded_body(response, self._settings.max_response_bytes, MAX_RESPONSE_SETTING)
-                    status = response.status_code
-        except TimeoutError:
-            return NoAnswer(Problem.UNREACHABLE, f"no answer within {self._settings.timeout_seconds:g}s")
-        except AnswerTooLargeError as exc:
-            return NoAnswer(Problem.QUERY_ERROR, str(exc))
-        except httpx.HTTPError as exc:
-            return NoAnswer(Problem.UNREACHABLE, f"{type(exc).__name__}: {_short(str(exc)) or 'connection failed'}")
-        return _answer(status, body)
+        exchanged = await self.exchange("GET", params=httpx.QueryParams([*EVERY_STATE.items(), *filters]))
+        if isinstance(exchanged, NoAnswer):
+            return exchanged
+        return _answer(*exchanged)
 
 
 def _quoted(value: str) -> str:
@@ -77,7 +48,7 @@ def _answer(status: int, body: bytes) -> AlertsAnswer:
         return NoAnswer(Problem.UNREACHABLE, f"Alertmanager answered HTTP {status}")
     if status != httpx.codes.OK:
         # Alertmanager explains a refused filter in the body, as a JSON string.
-        return NoAnswer(Problem.QUERY_ERROR, f"HTTP {status}: {_short(body.decode(errors='replace'))}")
+        return NoAnswer(Problem.QUERY_ERROR, f"HTTP {status}: {short(body.decode(errors='replace'))}")
     try:
         document = json.loads(body)
         return Firing(tuple(_alert(alert) for alert in document))
@@ -90,8 +61,3 @@ def _alert(alert: Any) -> FiringAlert:
     if starts_at.tzinfo is None:
         raise ValueError("startsAt without an offset")
     return FiringAlert(fingerprint=str(alert["fingerprint"]), starts_at=starts_at)
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"

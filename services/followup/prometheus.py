@@ -6,7 +6,6 @@ followed. Nothing raises for a failed query: each failure is classified (``Probl
 judge can answer ``inconclusive`` and say why.
 """
 
-import asyncio
 import json
 from datetime import datetime
 from typing import Any
@@ -14,62 +13,30 @@ from typing import Any
 import httpx
 
 from services.followup.domain.answers import Answer, NoAnswer, Problem, Values
-from services.followup.judge_http import AnswerTooLargeError, bounded_body, judge_client
+from services.followup.judge_http import JudgeServer, short
 from services.followup.settings import PrometheusSettings
 
 QUERY_PATH = "/api/v1/query"
-MAX_RESPONSE_SETTING = "FOLLOWUP_PROMETHEUS_MAX_RESPONSE_BYTES"
-# Prometheus' own error text can be long (it quotes the expression): the reason keeps its start.
-MAX_DETAIL_CHARS = 500
 
 
-class PrometheusClient:
+class PrometheusClient(JudgeServer):
     """Instant queries against one Prometheus; ``close`` when done (the app's lifespan does)."""
 
     def __init__(self, settings: PrometheusSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._settings = settings
-        self._url = None if settings.url is None else settings.url.rstrip("/") + QUERY_PATH
-        self._http = judge_client(
-            username=settings.username,
-            password=settings.password,
-            bearer_token=settings.bearer_token,
-            timeout_seconds=settings.timeout_seconds,
-            transport=transport,
-        )
-
-    @property
-    def configured(self) -> bool:
-        return self._url is not None
-
-    async def close(self) -> None:
-        await self._http.aclose()
+        super().__init__("Prometheus", settings, QUERY_PATH, transport=transport)
 
     async def instant(self, expression: str, at: datetime) -> Answer:
         """The value(s) of ``expression`` evaluated at ``at`` (Prometheus' ``time=``), or why there are none."""
-        if self._url is None:
-            return NoAnswer(Problem.UNREACHABLE, "no Prometheus is configured (FOLLOWUP_PROMETHEUS_URL)")
         form = {
             "query": expression,
             "time": f"{at.timestamp():.3f}",
             # Prometheus stops evaluating after this long too, rather than working on for nobody.
             "timeout": f"{self._settings.timeout_seconds:g}s",
         }
-        try:
-            # The whole exchange is bounded, not just each read: a server that drips bytes cannot hold a sweep.
-            async with asyncio.timeout(self._settings.timeout_seconds):
-                status, body = await self._post(self._url, form)
-        except TimeoutError:
-            return NoAnswer(Problem.UNREACHABLE, f"no answer within {self._settings.timeout_seconds:g}s")
-        except AnswerTooLargeError as exc:
-            return NoAnswer(Problem.QUERY_ERROR, str(exc))
-        except httpx.HTTPError as exc:
-            return NoAnswer(Problem.UNREACHABLE, f"{type(exc).__name__}: {_short(str(exc)) or 'connection failed'}")
-        return _answer(status, body)
-
-    async def _post(self, url: str, form: dict[str, str]) -> tuple[int, bytes]:
-        async with self._http.stream("POST", url, data=form) as response:
-            body = await bounded_body(response, self._settings.max_response_bytes, MAX_RESPONSE_SETTING)
-            return response.status_code, body
+        exchanged = await self.exchange("POST", data=form)
+        if isinstance(exchanged, NoAnswer):
+            return exchanged
+        return _answer(*exchanged)
 
 
 def _answer(status: int, body: bytes) -> Answer:
@@ -83,7 +50,7 @@ def _answer(status: int, body: bytes) -> Answer:
         return NoAnswer(Problem.QUERY_ERROR, f"HTTP {status} without a Prometheus API answer")
     if document.get("status") != "success":
         error_type = str(document.get("errorType", "unknown"))
-        detail = f"{error_type}: {_short(str(document.get('error', '')))}"
+        detail = f"{error_type}: {short(str(document.get('error', '')))}"
         # Prometheus answers 503 (unavailable), timeout or canceled when it could not evaluate now: retrying helps.
         if status >= 500 or error_type in {"timeout", "canceled", "unavailable"}:
             return NoAnswer(Problem.UNREACHABLE, detail)
@@ -110,8 +77,3 @@ def _values(data: Any) -> Answer:
 def _number(sample: Any) -> float:
     # A sample is [unix time, "value"]; Prometheus writes NaN and infinities as strings, which float() reads.
     return float(sample[1])
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"

@@ -8,6 +8,7 @@ Durations accept seconds or ISO 8601 (``P2D``, ``PT12H``); lists are JSON, e.g.
 import os
 import socket
 from datetime import timedelta
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,7 +20,14 @@ from servicekit.service_settings import ServiceSettings
 from services.followup.domain.policy import EscalationLevel, FollowupPolicy
 from services.followup.domain.verification import Timing, VerificationPolicy
 
-__all__ = ["AlertmanagerSettings", "FollowupSettings", "KafkaSettings", "MongoSettings", "PrometheusSettings"]
+__all__ = [
+    "AlertmanagerSettings",
+    "FollowupSettings",
+    "JudgeServerSettings",
+    "KafkaSettings",
+    "MongoSettings",
+    "PrometheusSettings",
+]
 
 
 class EscalationLevelSetting(BaseModel):
@@ -114,14 +122,12 @@ class FollowupSettings(ServiceSettings):
         )
 
 
-class PrometheusSettings(BaseSettings):
-    """The one Prometheus server remediation checks query (``FOLLOWUP_PROMETHEUS_`` settings).
+class JudgeServerSettings(BaseSettings):
+    """A server follow-up asks to judge remediations: where it is, how to authenticate, how long and how much to read.
 
-    Queries go to ``url`` and nowhere else: the expression travels in the request body, redirects are not followed.
-    Unset, metric and alert verifications stay ``inconclusive`` with that reason (and are retried).
+    Queries go to ``url`` and nowhere else, and redirects are not followed. Each judge's settings are these under
+    its own prefix.
     """
-
-    model_config = SettingsConfigDict(env_prefix="FOLLOWUP_PROMETHEUS_")
 
     # Scheme, host and any path prefix (e.g. https://prometheus.example/prom), without query or fragment.
     url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
@@ -132,13 +138,30 @@ class PrometheusSettings(BaseSettings):
     # An answer larger than this is refused (an expression that selects thousands of series is a mistake).
     max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
+    def setting(self, name: str) -> str:
+        """The environment variable of one of these settings, e.g. ``FOLLOWUP_PROMETHEUS_URL`` for ``URL``."""
+        return f"{self.model_config.get('env_prefix', '')}{name}"
+
     @model_validator(mode="after")
-    def _one_kind_of_auth(self) -> "PrometheusSettings":
-        _check_auth("FOLLOWUP_PROMETHEUS_", self.username, self.password, self.bearer_token)
+    def _one_kind_of_auth(self) -> Self:
+        if self.bearer_token is not None and (self.username is not None or self.password is not None):
+            raise ValueError(f"set either {self.setting('BEARER_TOKEN')} or a username and password, not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError(f"basic auth needs both {self.setting('USERNAME')} and {self.setting('PASSWORD')}")
         return self
 
 
-class AlertmanagerSettings(BaseSettings):
+class PrometheusSettings(JudgeServerSettings):
+    """The one Prometheus server remediation checks query (``FOLLOWUP_PROMETHEUS_`` settings).
+
+    The expression travels in the request body. Unset, metric and alert verifications stay ``inconclusive`` with that
+    reason (and are retried).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FOLLOWUP_PROMETHEUS_")
+
+
+class AlertmanagerSettings(JudgeServerSettings):
     """An Alertmanager that alert verifications also ask (``FOLLOWUP_ALERTMANAGER_`` settings); optional.
 
     Its API (``GET /api/v2/alerts``) tells which alerts are unresolved now, not what fired over a window: an alert it
@@ -147,22 +170,3 @@ class AlertmanagerSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix="FOLLOWUP_ALERTMANAGER_")
-
-    url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
-    username: str | None = None
-    password: SecretStr | None = None
-    bearer_token: SecretStr | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
-
-    @model_validator(mode="after")
-    def _one_kind_of_auth(self) -> "AlertmanagerSettings":
-        _check_auth("FOLLOWUP_ALERTMANAGER_", self.username, self.password, self.bearer_token)
-        return self
-
-
-def _check_auth(prefix: str, username: str | None, password: SecretStr | None, bearer: SecretStr | None) -> None:
-    if bearer is not None and (username is not None or password is not None):
-        raise ValueError(f"set either {prefix}BEARER_TOKEN or a username and password, not both")
-    if (username is None) != (password is None):
-        raise ValueError(f"basic auth needs both {prefix}USERNAME and {prefix}PASSWORD")
