@@ -506,25 +506,23 @@ class ReviewRepository:
             return ReviewPage([], 0)
         wanted = offset + limit
         top, bottom = int(state["top"]), int(state["bottom"])
-        # Overdue candidates come from ``status_due``, which has no positions: read at once (they are few).
+        groups = counted_groups(where)
+        # Overdue candidates come from ``status_due``, which has no positions: read at once (they are few). An exact
+        # total the counts cannot give reads every candidate anyway: the page comes from that one read.
+        read_all = candidates_for(where) is Candidates.OVERDUE or (exact_total and groups is None)
         everything = [Window(lowest=bottom - 1, covers_all=True)]
-        steps = everything if candidates_for(where) is Candidates.OVERDUE else windows(top, bottom, wanted)
+        steps = everything if read_all else windows(top, bottom, wanted)
         matched: list[tuple[int, str]] = []
         for window in steps:
             matched = await self._matching(where, queries, now, None if window.covers_all else window.lowest, wanted)
             if len(matched) >= wanted or window.covers_all:
                 break
         reviews = await self._by_ids([review_id for _, review_id in matched[offset:wanted]])
-        groups = counted_groups(where)
         if groups is not None:
             counts = state.get("counts", {})
             total = sum(int(counts.get(status, {}).get(severity, 0)) for status, severity in groups)
             return ReviewPage(reviews, total)
-        if window.covers_all:
-            return ReviewPage(reviews, len(matched))
-        if exact_total:
-            return ReviewPage(reviews, len(await self._matching(where, queries, now, None, None)))
-        return ReviewPage(reviews, len(matched), total_is_exact=False)
+        return ReviewPage(reviews, len(matched), total_is_exact=window.covers_all)
 
     async def _matching(
         self, where: ReviewFilter, queries: Sequence[Document], now: datetime, lowest: int | None, wanted: int | None
