@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.ingest.app import create_app
-from services.ingest.recent_closures import RecentClosures
+from services.ingest.recent_closures import RECENT_CLOSURES, RecentClosures
 from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
 from tests.conftest import Servers
 from tests.support.kafka import produce, read_to_end, read_topic, wait_until_consumed
@@ -88,3 +88,25 @@ async def test_recent_closures_forget_a_key_once_the_window_has_passed(mongo: Mo
         assert await recent.published_since(["generic:W-1", "generic:W-2"], after - recent.window) == set()
         await recent.remember(["generic:W-1"], after)
         assert await recent.published_since(["generic:W-1"], after - recent.window) == {"generic:W-1"}
+
+
+async def test_remembering_keys_already_recorded_moves_their_window_and_records_the_new_ones(
+    mongo: MongoSettings,
+) -> None:
+    async with scratch_database(mongo.uri.get_secret_value(), mongo.database) as db:
+        recent = RecentClosures(db, window=timedelta(hours=1))
+        await recent.ensure_indexes()
+        t0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+        await recent.remember(["generic:M-1", "generic:M-2"], t0)
+        later = t0 + timedelta(minutes=90)
+        await recent.remember(["generic:M-3", "generic:M-1", "generic:M-4", "generic:M-3"], later)
+        stored = {doc["_id"]: doc async for doc in db[RECENT_CLOSURES].find({})}
+        assert sorted(stored) == ["generic:M-1", "generic:M-2", "generic:M-3", "generic:M-4"]
+        assert {key: doc["published_at"].replace(tzinfo=UTC) for key, doc in stored.items()} == {
+            "generic:M-1": later,
+            "generic:M-2": t0,
+            "generic:M-3": later,
+            "generic:M-4": later,
+        }
+        assert stored["generic:M-1"]["expire_at"].replace(tzinfo=UTC) == later + recent.window
+        assert await recent.published_since(["generic:M-1", "generic:M-2"], later - recent.window) == {"generic:M-1"}
