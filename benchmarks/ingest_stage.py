@@ -10,7 +10,7 @@ consumer group, output topic and database, interleaved within each repeat so tha
 - ``raw``: a plain aiokafka loop: ``getmany`` a batch, parse each record (JSON, then ``IncidentClosed``), produce
   every incident with ``acks=all`` and idempotence, wait for the acknowledgements, commit the batch's offsets.
 - ``raw+dedup``: the same plus the round trips ingest makes for its de-duplication guarantee: one ``find`` with
-  ``$in`` before publishing and one unordered bulk upsert after, per batch.
+  ``$in`` before publishing and one unordered insert after, per batch (an update only for keys still recorded).
 - ``project``: ``python -m services.ingest`` as a process (real wiring, logging and metrics), its consumer only.
 - ``compare`` (with ``--compare CHECKOUT``): the same from another checkout, e.g. an earlier commit
   (``git archive COMMIT | tar -x -C DIR``), for a before/after measured in the same run.
@@ -47,6 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
 
 from schemas import IncidentClosed, Severity
 
@@ -206,17 +207,24 @@ class RawLoop:
         ]
         await asyncio.gather(*futures)
         if self.dedup is not None and incidents:
-            await self.dedup.bulk_write(
-                [
-                    UpdateOne(
-                        {"_id": incident.incident_key},
-                        {"$set": {"published_at": now, "expire_at": now + DEDUP_WINDOW}},
-                        upsert=True,
-                    )
-                    for incident in incidents
-                ],
-                ordered=False,
-            )
+            # As ``RecentClosures.remember``: one insert, then an update only for keys still recorded.
+            keys = sorted({incident.incident_key for incident in incidents})
+            try:
+                await self.dedup.insert_many(
+                    [{"_id": key, "published_at": now, "expire_at": now + DEDUP_WINDOW} for key in keys], ordered=False
+                )
+            except BulkWriteError as exc:
+                await self.dedup.bulk_write(
+                    [
+                        UpdateOne(
+                            {"_id": keys[error["index"]]},
+                            {"$set": {"published_at": now, "expire_at": now + DEDUP_WINDOW}},
+                            upsert=True,
+                        )
+                        for error in exc.details.get("writeErrors", [])
+                    ],
+                    ordered=False,
+                )
 
 
 # --- measuring --------------------------------------------------------------------------------------------------
