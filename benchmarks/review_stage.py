@@ -11,7 +11,8 @@ consumer group, database and events topic:
 - raw baseline: aiokafka + pymongo doing the same work with the same guarantees, batched. Per batch: one look-up of
   incidents already reviewed and of the recurrence groups' latest occurrences, then ONE transaction with bulk writes
   (``insert_many`` of the review documents built by the project's own mapping, ``bulk_write`` of the links to
-  earlier reviews and of the recurrence heads, ``insert_many`` of the outbox entries), then every entry published
+  earlier reviews and of the recurrence heads, ``insert_many`` of the outbox entries, one per review changed, as the
+  project groups them), then every entry's events published
   with ``acks=all`` (idempotent producer), marked sent in one write, and only then the offsets committed.
 
 Each variant is timed from the events on its Kafka topic (the database is not polled): throughput is
@@ -46,7 +47,7 @@ from pymongo import AsyncMongoClient, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from schemas import IncidentClosed, ReviewEvent, Severity
-from services.review.documents import outbox_document, review_from_document, review_to_document
+from services.review.documents import outbox_documents, review_from_document, review_to_document
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import Review, open_review
 from services.review.domain.recurrence import (
@@ -275,7 +276,7 @@ class RawReview:
 
     async def store(self, session: AsyncClientSession, batch: RawBatch, now: datetime) -> list[Document]:
         """Everything of one batch in one transaction, with bulk writes; returns the outbox entries written."""
-        entries = [outbox_document(event, self._topic, seq, now) for seq, event in enumerate(batch.events)]
+        entries = outbox_documents(((event, seq, now) for seq, event in enumerate(batch.events)), self._topic)
         if batch.new:
             await self._reviews.insert_many([review_to_document(r) for r in batch.new.values()], session=session)
         if batch.earlier_links:
@@ -333,15 +334,16 @@ async def run_raw(
             sends = [
                 await producer.send(
                     entry["topic"],
-                    entry["payload"].encode(),
+                    event["payload"].encode(),
                     key=entry["key"].encode(),
                     headers=[
                         ("content-type", b"application/json"),
-                        ("event-id", entry["_id"].encode()),
-                        ("event-type", entry["event_type"].encode()),
+                        ("event-id", event["event_id"].encode()),
+                        ("event-type", event["event_type"].encode()),
                     ],
                 )
                 for entry in entries
+                for event in entry["events"]
             ]
             await asyncio.gather(*sends)
             await repository.outbox.update_many(

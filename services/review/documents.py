@@ -5,6 +5,7 @@ documents written by an older version still load. ``docs/review.md`` shows the s
 """
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from services.review.domain.list_filter import Candidates, candidates_for
 from services.review.domain.outbox_order import order_key
 from services.review.domain.record import Review
 from services.review.domain.workflow import BEFORE_PUBLICATION
-from services.review.ports import ActionItemFilter, ReviewFilter
+from services.review.ports import ActionItemFilter, OutboxEntry, OutboxEvent, ReviewFilter
 
 # Action items still to be done; past their due date they are overdue.
 UNFINISHED_ACTION_ITEMS = (ActionItemStatus.OPEN, ActionItemStatus.IN_PROGRESS)
@@ -121,24 +122,59 @@ def action_item_query(where: ActionItemFilter, now: datetime, prefix: str) -> Do
 
 # An outbox entry's sending order as one string (``domain/outbox_order.py``); missing on entries written before it.
 OUTBOX_ORDER = "order"
+# An outbox entry's events, in the order they are published; missing on entries written before grouping, which hold
+# one event each (``event_type`` and ``payload`` at the top, the event id as ``_id``).
+OUTBOX_EVENTS = "events"
 
 
-def outbox_document(event: ReviewEvent, topic: str, seq: int, now: datetime) -> Document:
-    event_id = str(event.event_id)
-    return {
-        "_id": event_id,
-        "topic": topic,
-        "key": event.review_id,
-        "event_type": type(event).__name__,
-        "payload": event.model_dump_json(),
-        "version": event.version,
-        # Orders the events one transaction writes (e.g. ReviewOpened before ReviewRecurred at the same version).
-        "seq": seq,
-        "created_at": now,
-        # Sorts as (created_at, version, seq, _id): the relay reads the oldest pending entries from one index.
-        OUTBOX_ORDER: order_key(now, event.version, seq, event_id),
-        "sent_at": None,
-    }
+def outbox_documents(written: Iterable[tuple[ReviewEvent, int, datetime]], topic: str) -> list[Document]:
+    """One transaction's outbox entries: one per review it changes, holding that review's events in their order.
+
+    ``written``: the transaction's events in order, each with its position in the change that wrote it (``seq``) and
+    the time of that change. An entry takes its ``_id`` (unique: event ids are), ``version``, ``seq``, ``created_at``
+    and order key from its review's first event, so entries sort among each other as their first events did; the
+    review's later events of the transaction follow it inside the entry.
+    """
+    entries: dict[str, Document] = {}
+    for event, seq, at in written:
+        event_id = str(event.event_id)
+        stored_event = {
+            "event_id": event_id,
+            "event_type": type(event).__name__,
+            "payload": event.model_dump_json(),
+            "version": event.version,
+        }
+        entry = entries.get(event.review_id)
+        if entry is not None:
+            entry[OUTBOX_EVENTS].append(stored_event)
+            continue
+        entries[event.review_id] = {
+            "_id": event_id,
+            "topic": topic,
+            "key": event.review_id,
+            OUTBOX_EVENTS: [stored_event],
+            "version": event.version,
+            # Orders the events of one change (e.g. ReviewOpened before ReviewRecurred at the same version).
+            "seq": seq,
+            "created_at": at,
+            # Sorts as (created_at, version, seq, _id): the relay reads the oldest pending entries from one index.
+            OUTBOX_ORDER: order_key(at, event.version, seq, event_id),
+            "sent_at": None,
+        }
+    return list(entries.values())
+
+
+def outbox_entry_of(document: Document) -> OutboxEntry:
+    """A stored entry with its events in publishing order; an entry written before grouping holds one, at its top
+    level, its ``_id`` the event's id."""
+    topic, key = document["topic"], document["key"]
+    stored = document.get(OUTBOX_EVENTS)
+    if stored is None:
+        stored = [{"event_id": document["_id"], "event_type": document["event_type"], "payload": document["payload"]}]
+    events = tuple(
+        OutboxEvent(str(event["event_id"]), topic, key, event["event_type"], event["payload"]) for event in stored
+    )
+    return OutboxEntry(str(document["_id"]), topic, key, events, outbox_order_of(document))
 
 
 def outbox_order_of(document: Document) -> str:

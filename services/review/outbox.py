@@ -1,16 +1,27 @@
 """The outbox relay: publishes stored review events to Kafka, then marks them sent.
 
+- An entry is what one transaction wrote for one review: that review's events of the transaction, in order. Each
+  event goes out as its own Kafka record (its payload, the review as key, ``event-id``, ``event-type`` and
+  content-type headers), exactly as when every event was an entry of its own; the entry is marked sent once all of
+  them were acknowledged.
 - A crash between a write and its publication loses nothing: the entry waits in MongoDB and the next pass (after a
   restart, or on another replica) publishes it.
 - A crash between publish and mark re-publishes the entry: consumers see the same ``event_id`` again (a duplicate
-  they recognise), never a lost event.
+  they recognise), never a lost event. Likewise when an event fails in the middle of an entry: the entry stays
+  unsent and the next pass publishes all its events again, the ones already acknowledged with the same event ids.
 - One relay at a time: a pass first takes (or renews) a lease in MongoDB. With several replicas, the others wait,
   so the events of one review leave in the order they were written and each goes out once. A relay that dies is
   replaced when its lease runs out; one that outlives its lease mid-pass may send an entry twice, which the event
   id makes harmless.
 - A pass costs three round trips when there is anything to send (lease, pending entries, mark sent), however many
-  entries: different reviews' entries are in flight together, one review's go one after the other. Behind a full
-  batch (a backlog), the next batch's read is bounded by an order key and costs one or two more.
+  entries: different reviews' entries are in flight together, one review's events go one after the other. Behind a
+  full batch (a backlog), the next batch's read is bounded by an order key and costs one or two more.
+- Rolling deploy: entries written before grouping (one event each) are published as entries of one event. A relay
+  of the version before grouping cannot read a grouped entry (it has no top-level ``payload``): its pass fails
+  before it publishes or marks anything of that batch, and it keeps the lease, so the outbox waits until the old
+  replicas are gone; then the new relay publishes everything in order. Delayed, never lost or reordered. (Grouped
+  entries deliberately carry no top-level ``payload``: an old relay would publish that one event and mark the whole
+  entry sent.)
 """
 
 import asyncio
@@ -25,11 +36,11 @@ from datetime import datetime
 from faststream.kafka import KafkaBroker
 
 from services.review.domain.outbox_order import window_end
-from services.review.ports import Outbox, OutboxEntry
+from services.review.ports import Outbox, OutboxEntry, OutboxEvent
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[OutboxEntry], Awaitable[None]]
+Publish = Callable[[OutboxEvent], Awaitable[None]]
 Clock = Callable[[], datetime]
 
 # After a failed pass (Kafka or MongoDB unavailable) try again this soon, even with a long poll interval.
@@ -41,14 +52,14 @@ def relay_holder_name() -> str:
 
 
 def kafka_publisher(broker: KafkaBroker) -> Publish:
-    """Publishes an entry to its topic, keyed by review, and returns once Kafka acknowledged it (``acks=all``)."""
+    """Publishes an event to its topic, keyed by review, and returns once Kafka acknowledged it (``acks=all``)."""
 
-    async def publish(entry: OutboxEntry) -> None:
+    async def publish(event: OutboxEvent) -> None:
         await broker.publish(
-            entry.payload.encode(),
-            topic=entry.topic,
-            key=entry.key.encode(),
-            headers={"content-type": "application/json", "event-id": entry.event_id, "event-type": entry.event_type},
+            event.payload.encode(),
+            topic=event.topic,
+            key=event.key.encode(),
+            headers={"content-type": "application/json", "event-id": event.event_id, "event-type": event.event_type},
         )
 
     return publish
@@ -80,11 +91,13 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def relay_once(self) -> int:
-        """Publish every pending entry, oldest first, if this relay holds the lease; returns how many were sent.
+        """Publish every pending entry, oldest first, if this relay holds the lease; returns how many events were sent
+        (those of the entries marked sent).
 
         The lease is taken (or renewed) once per pass, and again only before each further batch when the one before
-        was full. A batch shorter than ``batch_size`` means the outbox was drained: nothing more is asked for. What
-        is written after that query wakes the relay again (or waits for its next poll).
+        was full. A batch is ``batch_size`` entries (of one or more events each); one shorter means the outbox was
+        drained: nothing more is asked for. What is written after that query wakes the relay again (or waits for its
+        next poll).
 
         After a full batch there is a backlog: the next read is bounded by where that batch probably ends (twice the
         span of the one before), so that each read costs about a batch however long the backlog is.
@@ -101,32 +114,34 @@ class OutboxRelay:
         return sent
 
     async def _publish_in_order(self, entries: list[OutboxEntry]) -> int:
-        """Publish a batch: the entries of one review one after the other, different reviews in flight together.
+        """Publish a batch: the events of one review one after the other, different reviews in flight together.
 
         A review's events leave in the order they were written: the next is sent only once Kafka acknowledged the
-        one before (``acks=all``), so they reach the review's partition in that order. When one fails, the rest of
-        that review's entries wait for the next pass (sending them would put them ahead of it); other reviews go on.
-        What was acknowledged is marked sent in one write, even when the pass fails or is cancelled; then the first
-        failure is raised.
+        one before (``acks=all``), so they reach the review's partition in that order. When one fails, its entry is
+        not marked sent and the rest of that review's entries wait for the next pass (sending them would put them
+        ahead of it); other reviews go on. The entries whose events were all acknowledged are marked sent in one
+        write, even when the pass fails or is cancelled; then the first failure is raised. Returns how many events
+        the marked entries hold.
         """
         by_review: dict[tuple[str, str], list[OutboxEntry]] = {}
         for entry in entries:
             by_review.setdefault((entry.topic, entry.key), []).append(entry)
-        published: list[str] = []
+        published: list[OutboxEntry] = []
 
         async def in_order(review_entries: list[OutboxEntry]) -> None:
             for entry in review_entries:
-                await self._publish(entry)
-                published.append(entry.event_id)
+                for event in entry.events:
+                    await self._publish(event)
+                published.append(entry)
 
         try:
             outcomes = await asyncio.gather(*(in_order(chain) for chain in by_review.values()), return_exceptions=True)
         finally:
-            await self._repository.mark_sent(published, self._clock())
+            await self._repository.mark_sent([entry.entry_id for entry in published], self._clock())
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
-        return len(published)
+        return sum(len(entry.events) for entry in published)
 
     async def run(self) -> None:
         try:

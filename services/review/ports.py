@@ -62,12 +62,24 @@ class ActionItemRow:
 
 
 @dataclass(frozen=True)
-class OutboxEntry:
+class OutboxEvent:
+    """One stored event as it is published: one Kafka record on ``topic``, keyed by its review."""
+
     event_id: str
     topic: str
     key: str
-    payload: str
     event_type: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """What one transaction wrote for one review: its events in publishing order, marked sent together."""
+
+    entry_id: str
+    topic: str
+    key: str
+    events: tuple[OutboxEvent, ...]
     # Where the entry stands in sending order (``domain/outbox_order.py``).
     order: str
 
@@ -138,13 +150,14 @@ class Outbox(Protocol):
     async def release_relay_lease(self, holder: str) -> None: ...
 
     async def unsent(self, limit: int, *, ends_before: str | None = None) -> list[OutboxEntry]:
-        """The ``limit`` oldest unsent entries, oldest first (fewer only when no more are unsent).
+        """The ``limit`` oldest unsent entries (each holding one or more events), oldest first (fewer only when no more
+        are unsent).
 
         ``ends_before``: an order key the batch probably ends before; it bounds what is read, never the answer.
         """
         ...
 
-    async def mark_sent(self, event_ids: list[str], now: datetime) -> None: ...
+    async def mark_sent(self, entry_ids: list[str], now: datetime) -> None: ...
 
 
 class FollowupViewStore(Protocol):

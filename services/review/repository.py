@@ -34,7 +34,8 @@ from services.review.documents import (
     candidate_queries,
     counted_groups,
     filter_query,
-    outbox_document,
+    outbox_documents,
+    outbox_entry_of,
     outbox_order_of,
     review_from_document,
     review_to_document,
@@ -286,7 +287,7 @@ class ReviewRepository:
         self, session: AsyncClientSession, events: Sequence[ReviewEvent], topic: str, now: datetime
     ) -> None:
         await self.outbox.insert_many(
-            [outbox_document(event, topic, seq, now) for seq, event in enumerate(events)], session=session
+            outbox_documents(((event, seq, now) for seq, event in enumerate(events)), topic), session=session
         )
 
     async def _update(self, session: AsyncClientSession, review: Review, read_version: int) -> None:
@@ -380,16 +381,17 @@ class ReviewRepository:
 
         A constant number of statements however large the batch: one insert of the reviews, one bulk write of the
         links (each conditional on the version read), one read and one write of the heads, one insert of the events
-        (each review's numbered and timed as ``open_review`` numbers them, so the relay keeps each review's order).
+        (one entry per review, its events numbered and timed as ``open_review`` numbers them, so the relay keeps each
+        review's order).
         False (nothing written) when an incident already has a review; ``StaleVersionError`` when an earlier review
         changed since it was read.
         """
         reviews = [opened.review for opened in batch.opened]
-        entries = [
-            outbox_document(event, topic, seq, opened.at)
-            for opened in batch.opened
-            for seq, event in enumerate(opened.events)
-        ]
+        # One entry per review the batch changes: a review opened and then linked by a later recurrence of the batch
+        # gets one entry holding its ReviewOpened and its ReviewUpdated, in that order.
+        entries = outbox_documents(
+            ((event, seq, opened.at) for opened in batch.opened for seq, event in enumerate(opened.events)), topic
+        )
 
         async def work(session: AsyncClientSession) -> bool:
             positions = await self._take_positions(session, reviews)
@@ -620,7 +622,7 @@ class ReviewRepository:
 
         Entries written before the order key existed (a rolling deploy) sort first, null before any string, and get
         their key (the one they would have had) before the batch is read, so they go out in the order they would
-        have.
+        have. Entries written before grouping (one event each, at the top level) are read as entries of one event.
         """
         if ends_before is None:
             documents = await self._unsent_documents({"sent_at": None}, limit)
@@ -635,17 +637,7 @@ class ReviewRepository:
                 documents += await self._unsent_documents(
                     {"sent_at": None, OUTBOX_ORDER: {"$gte": ends_before}}, limit - len(documents)
                 )
-        return [
-            OutboxEntry(
-                event_id=doc["_id"],
-                topic=doc["topic"],
-                key=doc["key"],
-                payload=doc["payload"],
-                event_type=doc["event_type"],
-                order=outbox_order_of(doc),
-            )
-            for doc in documents
-        ]
+        return [outbox_entry_of(doc) for doc in documents]
 
     async def _unsent_documents(self, query: Document, limit: int) -> list[Document]:
         return await self.outbox.find(query).sort(OUTBOX_ORDER, ASCENDING).limit(limit).to_list(length=limit)
@@ -665,9 +657,9 @@ class ReviewRepository:
             if len(unkeyed) < chunk:
                 return
 
-    async def mark_sent(self, event_ids: list[str], now: datetime) -> None:
-        if event_ids:
-            await self.outbox.update_many({"_id": {"$in": event_ids}, "sent_at": None}, {"$set": {"sent_at": now}})
+    async def mark_sent(self, entry_ids: list[str], now: datetime) -> None:
+        if entry_ids:
+            await self.outbox.update_many({"_id": {"$in": entry_ids}, "sent_at": None}, {"$set": {"sent_at": now}})
 
     async def pending_count(self) -> int:
         return await self.outbox.count_documents({"sent_at": None})

@@ -18,6 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas import IncidentClosed, Severity, review_event_adapter
 from services.review.app import create_app
+from services.review.documents import outbox_entry_of
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import Review
 from services.review.repository import ReviewRepository
@@ -103,7 +104,12 @@ class ReviewApp:
         return await cursor.to_list()
 
     async def events(self, review_id: str) -> list[Any]:
-        return [review_event_adapter.validate_json(entry["payload"]) for entry in await self.outbox(review_id)]
+        """A review's events in the order the relay publishes them."""
+        return [
+            review_event_adapter.validate_json(event.payload)
+            for entry in await self.outbox(review_id)
+            for event in outbox_entry_of(entry).events
+        ]
 
 
 async def wait_until_announced(app: ReviewApp, bootstrap: str) -> None:

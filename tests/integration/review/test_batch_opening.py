@@ -11,6 +11,7 @@ import pytest
 from pymongo import AsyncMongoClient, monitoring
 
 from schemas import IncidentClosed, ReviewOpened, ReviewUpdated
+from services.review.documents import outbox_entry_of
 from services.review.domain.batch_opening import BatchOpening
 from services.review.domain.editing import SectionEdit
 from services.review.domain.policy import ReviewPolicy
@@ -140,8 +141,9 @@ async def produce(servers: Servers, app: ReviewApp, batch: list[IncidentClosed])
 
 
 async def opened_events(app: ReviewApp) -> list[ReviewOpened]:
-    entries = await app.db.review_outbox.find({"event_type": "ReviewOpened"}).to_list()
-    return [ReviewOpened.model_validate_json(entry["payload"]) for entry in entries]
+    entries = await app.db.review_outbox.find({}).to_list()
+    events = [event for entry in entries for event in outbox_entry_of(entry).events]
+    return [ReviewOpened.model_validate_json(event.payload) for event in events if event.event_type == "ReviewOpened"]
 
 
 async def test_an_incident_opened_meanwhile_by_another_replica_makes_the_batch_open_one_by_one(

@@ -24,7 +24,7 @@ from pymongo import AsyncMongoClient
 from schemas import ReviewOpened, review_event_adapter
 from services.review.domain.record import review_id_for
 from services.review.outbox import OutboxRelay
-from services.review.ports import OutboxEntry
+from services.review.ports import OutboxEvent
 from tests.conftest import REPO, Servers
 from tests.integration.review.conftest import EDITOR, TOKENS, Clock, ReviewApp, bearer, incident
 from tests.support.kafka import create_topics, produce, read_to_end
@@ -38,13 +38,13 @@ async def test_an_entry_survives_a_failed_publish_and_goes_out_on_the_next_pass(
         app: ReviewApp = review_app
         review = await app.open(incident("OUT-1"))
         assert not (await app.service.open_for_incident(incident("OUT-1"))).review  # a second open is a no-op
-        published: list[OutboxEntry] = []
+        published: list[OutboxEvent] = []
         broker_down = True
 
-        async def publish(entry: OutboxEntry) -> None:
+        async def publish(event: OutboxEvent) -> None:
             if broker_down:
                 raise ConnectionError("Kafka unavailable")
-            published.append(entry)
+            published.append(event)
 
         relay = OutboxRelay(app.repository, publish, app.clock, poll_seconds=0.05, batch_size=10)
         with pytest.raises(ConnectionError):
@@ -52,7 +52,7 @@ async def test_an_entry_survives_a_failed_publish_and_goes_out_on_the_next_pass(
         assert await app.repository.pending_count() == 1
         broker_down = False
         assert await relay.relay_once() == 1
-        assert [entry.event_id for entry in published] == [str((await app.events(review.id))[0].event_id)]
+        assert [event.event_id for event in published] == [str((await app.events(review.id))[0].event_id)]
         assert await app.repository.pending_count() == 0
 
 
@@ -70,20 +70,20 @@ async def test_a_crash_after_publishing_sends_a_duplicate_with_the_same_event_id
             review = await app.open(incident("DUP-1"))
             await app.http.patch(f"/reviews/{review.id}", json={"owner": "erin", "version": 1}, headers=bearer(EDITOR))
 
-            async def publish(entry: OutboxEntry) -> None:
-                headers = [("event-id", entry.event_id.encode())]
+            async def publish(event: OutboxEvent) -> None:
+                headers = [("event-id", event.event_id.encode())]
                 await producer.send_and_wait(
-                    entry.topic, entry.payload.encode(), key=entry.key.encode(), headers=headers
+                    event.topic, event.payload.encode(), key=event.key.encode(), headers=headers
                 )
 
             repository = app.repository
             mark_sent = repository.mark_sent
             crashes = ["before marking"]
 
-            async def crash_once(event_ids: list[str], now: Any) -> None:
+            async def crash_once(entry_ids: list[str], now: Any) -> None:
                 if crashes:
                     raise RuntimeError(f"killed {crashes.pop()}")
-                await mark_sent(event_ids, now)
+                await mark_sent(entry_ids, now)
 
             repository.mark_sent = crash_once  # type: ignore[method-assign]
             relay = OutboxRelay(repository, publish, app.clock, poll_seconds=0.05, batch_size=10)
@@ -111,8 +111,8 @@ async def test_one_relay_at_a_time_until_its_lease_runs_out(make_review_app: Any
         sent_by: dict[str, list[str]] = {"a": [], "b": []}
 
         def relay(name: str, clock: Clock) -> OutboxRelay:
-            async def publish(entry: OutboxEntry) -> None:
-                sent_by[name].append(entry.event_id)
+            async def publish(event: OutboxEvent) -> None:
+                sent_by[name].append(event.event_id)
 
             return OutboxRelay(app.repository, publish, clock, 1.0, 10, lease_seconds=10, holder=name)
 
@@ -234,7 +234,8 @@ async def test_killed_between_write_and_publish_the_events_go_out_after_restart_
         review_process.stop(signal.SIGTERM)
         await client.close()
 
-    assert sorted(record.headers["event-id"] for record in records) == sorted(entry["_id"] for entry in written)
+    written_ids = [event["event_id"] for entry in written for event in entry["events"]]
+    assert sorted(record.headers["event-id"] for record in records) == sorted(written_ids)
     events = [review_event_adapter.validate_json(record.value) for record in records]
     assert [(type(event).__name__, event.version) for event in events] == [("ReviewOpened", 1), ("ReviewUpdated", 2)]
     assert isinstance(events[0], ReviewOpened)

@@ -15,7 +15,7 @@ import pytest
 from schemas import review_event_adapter
 from services.review.domain.editing import SectionEdit
 from services.review.outbox import OutboxRelay
-from services.review.ports import OutboxEntry
+from services.review.ports import OutboxEvent
 from services.review.repository import ReviewRepository
 from tests.conftest import Servers
 from tests.integration.review.conftest import ReviewApp, incident
@@ -51,28 +51,28 @@ class RecordingPublisher:
     """Acknowledges after a random delay, so that entries of different reviews overtake each other."""
 
     def __init__(self, seed: int = 7) -> None:
-        self.published: list[OutboxEntry] = []
+        self.published: list[OutboxEvent] = []
         self.in_flight = 0
         self.most_in_flight = 0
         self.fail_once: set[str] = set()
         self._random = random.Random(seed)
 
-    async def __call__(self, entry: OutboxEntry) -> None:
+    async def __call__(self, event: OutboxEvent) -> None:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             await asyncio.sleep(self._random.uniform(0, 0.02))
-            if entry.event_id in self.fail_once:
-                self.fail_once.discard(entry.event_id)
+            if event.event_id in self.fail_once:
+                self.fail_once.discard(event.event_id)
                 raise ConnectionError("Kafka did not acknowledge")
-            self.published.append(entry)
+            self.published.append(event)
         finally:
             self.in_flight -= 1
 
     def versions_by_review(self) -> dict[str, list[int]]:
         versions: dict[str, list[int]] = defaultdict(list)
-        for entry in self.published:
-            versions[entry.key].append(review_event_adapter.validate_json(entry.payload).version)
+        for event in self.published:
+            versions[event.key].append(review_event_adapter.validate_json(event.payload).version)
         return dict(versions)
 
 

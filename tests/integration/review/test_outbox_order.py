@@ -16,7 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.review.domain.outbox_order import order_key, window_end
 from services.review.outbox import OutboxRelay
-from services.review.ports import OutboxEntry
+from services.review.ports import OutboxEntry, OutboxEvent
 from services.review.repository import ReviewRepository
 from tests.conftest import Servers
 from tests.support.explain import SentQueries, explained, index_keys
@@ -29,20 +29,26 @@ LIMIT = 100
 START = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
-def entry(review: str, version: int, seq: int, created_at: datetime, *, keyed: bool = True) -> dict[str, Any]:
-    """An outbox document as the repository writes it; ``keyed=False``: as a version before the order key wrote it."""
+def entry(
+    review: str, version: int, seq: int, created_at: datetime, *, keyed: bool = True, grouped: bool = True
+) -> dict[str, Any]:
+    """An outbox document of one event as the repository writes it; ``grouped=False``: as a version before grouping
+    wrote it (the event at the top level); ``keyed=False``: as a version before the order key (and grouping)."""
     event_id = str(uuid.uuid4())
     document: dict[str, Any] = {
         "_id": event_id,
         "topic": "reviews.events",
         "key": review,
-        "event_type": "ReviewUpdated",
-        "payload": "{}",
         "version": version,
         "seq": seq,
         "created_at": created_at,
         "sent_at": None,
     }
+    if keyed and grouped:
+        event = {"event_id": event_id, "event_type": "ReviewUpdated", "payload": "{}", "version": version}
+        document["events"] = [event]
+    else:
+        document |= {"event_type": "ReviewUpdated", "payload": "{}"}
     if keyed:
         document["order"] = order_key(created_at, version, seq, event_id)
     return document
@@ -69,8 +75,8 @@ async def test_a_read_behind_a_full_batch_examines_about_a_batch_of_a_5000_entry
         expected = in_tuple_order(backlog)
 
         first = await repository.unsent(LIMIT)
-        assert [e.event_id for e in first] == expected[:LIMIT]
-        await repository.mark_sent([e.event_id for e in first], START)
+        assert [e.entry_id for e in first] == expected[:LIMIT]
+        await repository.mark_sent([e.entry_id for e in first], START)
 
         sent = SentQueries()
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
@@ -87,7 +93,7 @@ async def test_a_read_behind_a_full_batch_examines_about_a_batch_of_a_5000_entry
             assert index_keys(plan) == ["sent_at", "order"]
             examined += docs_examined
 
-    assert [e.event_id for e in second] == expected[LIMIT : 2 * LIMIT]
+    assert [e.entry_id for e in second] == expected[LIMIT : 2 * LIMIT]
     # About two batches (the window is twice the last batch's span), never the 4,900 entries left.
     assert examined <= 3 * LIMIT, f"{examined} entries examined for a batch of {LIMIT}"
 
@@ -102,15 +108,15 @@ async def test_a_window_holding_too_few_entries_still_answers_the_oldest_batch(s
 
         batch = await repository.unsent(10, ends_before=bound)
 
-    assert [e.event_id for e in batch] == in_tuple_order(documents)[:10]
+    assert [e.entry_id for e in batch] == in_tuple_order(documents)[:10]
 
 
 class Recorder:
     def __init__(self) -> None:
-        self.published: list[OutboxEntry] = []
+        self.published: list[OutboxEvent] = []
 
-    async def __call__(self, entry: OutboxEntry) -> None:
-        self.published.append(entry)
+    async def __call__(self, event: OutboxEvent) -> None:
+        self.published.append(event)
 
 
 async def relay_everything(db: AsyncDatabase[dict[str, Any]], batch_size: int) -> list[str]:
@@ -122,7 +128,7 @@ async def relay_everything(db: AsyncDatabase[dict[str, Any]], batch_size: int) -
 
     async def recording_unsent(limit: int, *, ends_before: str | None = None) -> list[OutboxEntry]:
         batch = await unsent(limit, ends_before=ends_before)
-        read.extend(e.event_id for e in batch)
+        read.extend(e.entry_id for e in batch)
         return batch
 
     repository.unsent = recording_unsent  # type: ignore[method-assign]
@@ -138,12 +144,14 @@ async def relay_everything(db: AsyncDatabase[dict[str, Any]], batch_size: int) -
 async def test_entries_written_before_the_order_key_go_out_in_their_order_among_the_new_ones(
     servers: Servers, unique: str, batch_size: int
 ) -> None:
-    """A rolling deploy: old replicas write entries without a key while new ones write keyed entries, even for
-    consecutive versions of one review. Everything goes out in (created_at, version, seq, _id) order."""
+    """A rolling deploy: old replicas write entries without a key (or keyed, one event each) while new ones write
+    grouped entries, even for consecutive versions of one review. Everything goes out in (created_at, version, seq,
+    _id) order."""
     async with outbox_database(servers, unique) as db:
         await ReviewRepository(db).ensure_indexes()
         documents = [
-            entry(f"R-{n % 3}", 1 + n // 3, 0, START + timedelta(milliseconds=n), keyed=n % 2 == 0) for n in range(24)
+            entry(f"R-{n % 3}", 1 + n // 3, 0, START + timedelta(milliseconds=n), keyed=n % 2 == 0, grouped=n % 4 == 0)
+            for n in range(24)
         ]
         # Two events of one transaction and one millisecond, the later written by an old replica.
         moment = START + timedelta(milliseconds=5)
@@ -168,4 +176,4 @@ async def test_an_unkeyed_entry_is_not_skipped_by_a_read_bounded_by_an_order_key
 
         batch = await repository.unsent(3, ends_before=order_key(START + timedelta(milliseconds=3), 0, 0, ""))
 
-    assert [e.event_id for e in batch] == [old["_id"], new[0]["_id"], new[1]["_id"]]
+    assert [e.entry_id for e in batch] == [old["_id"], new[0]["_id"], new[1]["_id"]]
