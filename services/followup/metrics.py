@@ -182,7 +182,7 @@ class FollowupMetrics:
             ),
             review_events=Counter(
                 "lessons_review_events_total",
-                "Events read from reviews.events, by type and outcome (tracked, duplicate, stale, ignored)",
+                "Events read from reviews.events, by type and outcome (tracked, duplicate, stale, ignored, unchanged)",
                 ["type", "outcome"],
                 registry=registry,
             ),

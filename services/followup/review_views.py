@@ -212,7 +212,6 @@ def view_to_document(view: ReviewView) -> Document:
         "incident_resolved_at": view.incident_resolved_at,
         "version": view.version,
         "completed_at": view.completed_at,
-        "recurrences": view.recurrences,
         "seen_event_ids": list(view.seen_event_ids),
         "action_items": [
             {
@@ -251,7 +250,6 @@ def view_from_document(document: Document) -> ReviewView:
         incident_resolved_at=document["incident_resolved_at"],
         version=document["version"],
         completed_at=document["completed_at"],
-        recurrences=document["recurrences"],
         seen_event_ids=tuple(document["seen_event_ids"]),
         action_items=tuple(
             ActionItemView(

@@ -1,9 +1,11 @@
 """Follow-up's own view of a review and its action items, built from ``reviews.events`` alone.
 
 ``apply_event`` is the only way the view changes. It is idempotent: an event whose id was seen, or whose version is
-older than the view's, changes nothing. Besides the new view it returns the facts the change revealed (a review
-completed on time, an action item closed after so long...), which the service turns into metrics; times come from
-the events themselves, never from a clock, so replaying the same events gives the same facts.
+older than the view's, changes nothing. Nor does one that changes nothing follow-up keeps (an edit of the analysis, a
+recurrence, recorded apart): the view stays as it is, not even taking its id or version, so it is not written again.
+Besides the new view it returns the facts the change revealed (a review completed on time, an action item closed after
+so long...), which the service turns into metrics; times come from the events themselves, never from a clock, so
+replaying the same events gives the same facts.
 """
 
 from dataclasses import dataclass, replace
@@ -78,7 +80,6 @@ class ReviewView:
     version: int
     completed_at: datetime | None = None
     action_items: tuple[ActionItemView, ...] = ()
-    recurrences: int = 0
     seen_event_ids: tuple[str, ...] = ()
 
     def item(self, action_item_id: str) -> ActionItemView | None:
@@ -139,6 +140,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # this event id was applied already
     STALE = "stale"  # the view already reflects a newer version
     IGNORED = "ignored"  # about a review follow-up never saw opened
+    UNCHANGED = "unchanged"  # applied, but it changes nothing follow-up keeps: the view stays as stored
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,11 @@ def apply_event(view: ReviewView | None, event: AnyReviewEvent) -> Applied:
     if event.version < view.version:
         return Applied(Outcome.STALE, view)
     changed, facts = _changed(view, event)
+    if changed == view and not facts:
+        # Applying it again changes nothing either, so it needs no seen id; and leaving the version as it is matters
+        # only to an older event arriving after this one, which a partition's order excludes (a redelivered older
+        # event was seen, or is older than a change stored since, or changes nothing itself).
+        return Applied(Outcome.UNCHANGED, view)
     seen = (*view.seen_event_ids, event_id)[-SEEN_EVENT_IDS_KEPT:]
     return Applied(Outcome.TRACKED, replace(changed, version=event.version, seen_event_ids=seen), facts)
 
@@ -227,8 +234,9 @@ def _changed(view: ReviewView, event: AnyReviewEvent) -> tuple[ReviewView, tuple
     if isinstance(event, ActionItemAdded | ActionItemUpdated):
         return _item_changed(view, event)
     if isinstance(event, ReviewRecurred):
-        # Counted by review, which links the recurrence (lessons_review_recurrences_total); kept here for the record.
-        return replace(view, recurrences=view.recurrences + 1), ()
+        # Nothing of the view: counted by review, which links the recurrence (lessons_review_recurrences_total), and
+        # recorded for the earlier review's verifications in ``followup_recurrences``.
+        return view, ()
     if isinstance(event, VerificationRecorded):
         return _verification_recorded(view, event)
     raise AssertionError(f"unhandled review event {type(event).__name__}")  # pragma: no cover

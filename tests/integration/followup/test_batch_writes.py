@@ -150,7 +150,9 @@ async def test_a_batch_of_10_and_one_of_100_cost_the_same_commands_and_end_as_on
             for event in events:
                 await one_by_one.tracker.track(event)
             assert await contents(batched) == await contents(one_by_one)
-            assert tracked(batched.metrics) == size
+            # Four events a review change its view; the recurrence changes nothing follow-up keeps.
+            assert tracked(batched.metrics) == size * 4 // 5
+            assert tracked(batched.metrics, "unchanged") == size // 5
             assert len((await contents(batched))["verification_timers"]) == size // 5
 
     # Read the views, read the timers; then one bulk write each for the views (new ones: inserts), the timers, the
@@ -165,9 +167,42 @@ async def test_a_redelivered_batch_changes_nothing_and_costs_no_view_write(serve
         before = await contents(followup)
         commands = await process(followup, events)
         assert await contents(followup) == before
-    assert tracked(followup.metrics, "duplicate") == len(events)
+    assert tracked(followup.metrics, "duplicate") == len(events) * 4 // 5
+    assert tracked(followup.metrics, "unchanged") == 2 * len(events) // 5  # the recurrences, each time
     # Only the reads, and the verification side's idempotent writes (recurrences, first attempts, cancellations).
     assert commands == ["find", "find", "insert", "update", "delete"]
+
+
+async def test_events_that_change_nothing_follow_up_keeps_write_no_view_and_no_timer(
+    servers: Servers, unique: str
+) -> None:
+    """In a storm nearly every incident recurs: the new review's ``ReviewRecurred``, and the earlier review's
+    ``ReviewUpdated`` linking it (a new version, ``related_reviews`` only), used to rewrite both views each time."""
+    earlier, later = ReviewStory(f"earlier-{unique}"), ReviewStory(f"later-{unique}")
+    async with followup_on(servers, f"unchanged_{unique}") as followup:
+        await process(followup, [earlier.opened(at=T0), later.opened(at=T0)])
+        before = await contents(followup)
+        stored = await followup.views.get(earlier.review_id)
+        assert stored is not None
+        batch: list[AnyReviewEvent] = [
+            later.recurred(at=T0 + DAY, after_remediation=False, same_version=True),
+            earlier.updated(at=T0 + DAY, changed=("related_reviews",), owner=stored.owner, due_at=stored.due_at),
+        ]
+        commands = await process(followup, batch)
+        after = await contents(followup)
+        moved = earlier.updated(at=T0 + 2 * DAY, changed=("owner",), owner="carol")
+        await process(followup, [moved])
+        earlier_view = await followup.views.get(earlier.review_id)
+
+    assert commands == ["find", "find", "insert"]  # the reads, and the recurrence's record
+    assert {name: after[name] for name in COLLECTIONS if name != "followup_recurrences"} == {
+        name: before[name] for name in COLLECTIONS if name != "followup_recurrences"
+    }
+    assert [document["review_id"] for document in after["followup_recurrences"]] == [later.review_id]
+    assert tracked(followup.metrics, "unchanged") == 2
+    # A later change still applies on top, with its own version.
+    assert earlier_view is not None
+    assert (earlier_view.owner, earlier_view.version) == ("carol", 3)
 
 
 async def test_a_review_changed_meanwhile_by_another_writer_is_tracked_on_its_own(

@@ -139,16 +139,33 @@ def test_all_items_done_needs_one_item_actually_done() -> None:
     assert view.all_items_done_at() == T0 + 2 * DAY
 
 
-def test_a_recurrence_announced_with_the_opening_version_is_applied_once() -> None:
+def test_a_recurrence_changes_nothing_follow_up_keeps_so_the_view_stays_as_stored() -> None:
     story = ReviewStory()
     opened = story.opened(severity=Severity.CRITICAL)
     recurred = story.recurred(at=T0, after_remediation=True, same_version=True)
     assert recurred.version == opened.version == 1
-    applied = apply_event(replay([opened]), recurred)
-    assert applied.outcome is Outcome.TRACKED
-    assert applied.view is not None
-    assert applied.view.recurrences == 1
-    assert apply_event(applied.view, recurred).outcome is Outcome.DUPLICATE
+    view = replay([opened])
+    applied = apply_event(view, recurred)
+    # Recorded apart (followup_recurrences): the very view comes back, so nothing is written, and again on redelivery.
+    assert (applied.outcome, applied.view, applied.facts) == (Outcome.UNCHANGED, view, ())
+    assert applied.view is view
+    assert apply_event(applied.view, recurred).outcome is Outcome.UNCHANGED
+
+
+def test_an_edit_follow_up_does_not_track_leaves_the_view_and_its_version_as_they_are() -> None:
+    story = ReviewStory()
+    view = replay([story.opened(owner="alice")])
+    # Review links a recurrence to this (earlier) review: a new version that changes only what follow-up ignores.
+    linked = story.updated(at=T0 + DAY, changed=("related_reviews",), owner="alice", due_at=view.due_at)
+    assert linked.version == view.version + 1
+    unchanged = apply_event(view, linked)
+    assert unchanged.outcome is Outcome.UNCHANGED
+    assert unchanged.view is view
+    # The next change still applies, and takes its own version.
+    moved = apply_event(view, story.updated(at=T0 + 2 * DAY, changed=("owner",), owner="carol"))
+    assert moved.outcome is Outcome.TRACKED
+    assert moved.view is not None
+    assert (moved.view.owner, moved.view.version) == ("carol", 3)
 
 
 def test_times_are_cut_to_the_milliseconds_mongodb_keeps() -> None:
