@@ -10,7 +10,8 @@ consumer group, database and events topic:
   the environment, default batch size and policy).
 - raw baseline: aiokafka + pymongo doing the same work with the same guarantees, batched. Per batch: one look-up of
   incidents already reviewed and of the recurrence groups' latest occurrences, then ONE transaction with bulk writes
-  (``insert_many`` of the review documents built by the project's own mapping, ``bulk_write`` of the links to
+  (the web list's position counter moved once for the batch, ``insert_many`` of the review documents built by the
+  project's own mapping with their list positions, ``bulk_write`` of the links to
   earlier reviews and of the recurrence heads, ``insert_many`` of the outbox entries, one per review changed, as the
   project groups them), then every entry's events published
   with ``acks=all`` (idempotent producer), marked sent in one write, and only then the offsets committed.
@@ -45,11 +46,12 @@ from typing import Any
 import pymongo
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pymongo import AsyncMongoClient, ReplaceOne, UpdateOne
+from pymongo import AsyncMongoClient, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from schemas import IncidentClosed, ReviewEvent, Severity
 from services.review.documents import outbox_documents, review_from_document, review_to_document
+from services.review.domain.list_window import positions_for_batch
 from services.review.domain.policy import ReviewPolicy
 from services.review.domain.record import Review, open_review
 from services.review.domain.recurrence import (
@@ -206,6 +208,7 @@ class RawReview:
     def __init__(self, repository: ReviewRepository, policy: ReviewPolicy, events_topic: str) -> None:
         # The project's collections (and, through ensure_indexes, its indexes to maintain), written directly.
         self._reviews, self._outbox, self._heads = repository.reviews, repository.outbox, repository.recurrence_heads
+        self._counters = repository.counters
         self._policy = policy
         self._topic = events_topic
 
@@ -280,7 +283,29 @@ class RawReview:
         """Everything of one batch in one transaction, with bulk writes; returns the outbox entries written."""
         entries = outbox_documents(((event, seq, now) for seq, event in enumerate(batch.events)), self._topic)
         if batch.new:
-            await self._reviews.insert_many([review_to_document(r) for r in batch.new.values()], session=session)
+            # The web list's positions and counts, as the project keeps them: one write of the counter per batch.
+            counts: dict[str, int] = {"top": len(batch.new)}
+            for review in batch.new.values():
+                field_name = f"counts.{review.status}.{review.incident.severity}"
+                counts[field_name] = counts.get(field_name, 0) + 1
+            counter = await self._counters.find_one_and_update(
+                {"_id": "list_position"},
+                {"$inc": counts, "$setOnInsert": {"bottom": 1}},
+                projection={"top": 1},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            if counter is None:
+                raise RuntimeError("the list position counter was upserted but not returned")
+            positions = positions_for_batch(int(counter["top"]), len(batch.new))
+            await self._reviews.insert_many(
+                [
+                    {**review_to_document(review), "list_position": position}
+                    for review, position in zip(batch.new.values(), positions, strict=True)
+                ],
+                session=session,
+            )
         if batch.earlier_links:
             await self._reviews.bulk_write(batch.earlier_links, session=session)
         if batch.heads:

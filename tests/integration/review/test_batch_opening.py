@@ -2,6 +2,7 @@
 a fixed number of commands whatever the batch's size, and the one-by-one path taking over, with nothing lost or
 doubled, when another replica or a person got there first."""
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -213,3 +214,78 @@ async def test_an_earlier_review_edited_meanwhile_makes_the_batch_open_one_by_on
     assert second.recurrence.earlier_review_id == first.id
     updates = [event for event in earlier_events if isinstance(event, ReviewUpdated)]
     assert [event.version for event in updates] == [2, 3]  # once each, nothing from the abandoned batch
+
+
+class Statements(monitoring.CommandListener):
+    """Every statement a client sends, in order: its name, collection and whether it belongs to a transaction."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, bool]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name not in DRIVER_OWN:
+            target = event.command.get(event.command_name)
+            in_transaction = event.command.get("autocommit") is False
+            self.sent.append((event.command_name, target if isinstance(target, str) else "", in_transaction))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_the_relay_marks_entries_sent_between_batch_transactions_not_during_one(
+    servers: Servers, unique: str
+) -> None:
+    statements = Statements()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        servers.mongodb_uri, tz_aware=True, event_listeners=[statements]
+    )
+    name = f"review_turns_{unique}"
+    moments = iter(range(1_000_000))
+    try:
+        repository = ReviewRepository(client[name])
+        await repository.ensure_indexes()
+        service = ReviewService(
+            repository,
+            ReviewPolicy(),
+            ReviewMetrics.create(),
+            events_topic="reviews.events",
+            recurrence_window=timedelta(days=90),
+            clock=lambda: datetime(2026, 11, 28, 9, 0, tzinfo=UTC) + timedelta(seconds=next(moments)),
+        )
+        await service.open_for_incidents(storm("SENT", 20, RESOLVED))
+        sent_ids = [document["_id"] async for document in client[name].review_outbox.find({}, {"_id": 1})]
+        opening_done = asyncio.Event()
+
+        async def relay_marking() -> int:
+            marks = 0
+            while not opening_done.is_set() or marks == 0:
+                await repository.mark_sent(sent_ids, datetime(2026, 11, 28, 10, 0, tzinfo=UTC))
+                marks += 1
+            return marks
+
+        async def opening() -> None:
+            for round_number in range(3):
+                await service.open_for_incidents(storm(f"TURN{round_number}", 30, RESOLVED + timedelta(hours=1)))
+            opening_done.set()
+
+        statements.sent.clear()
+        marks, _ = await asyncio.gather(relay_marking(), opening())
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+    in_transaction = False
+    marks_inside = 0
+    for command, collection, part_of_transaction in statements.sent:
+        if part_of_transaction and command not in ("commitTransaction", "abortTransaction"):
+            in_transaction = True
+        elif command in ("commitTransaction", "abortTransaction"):
+            in_transaction = False
+        elif command == "update" and collection == "review_outbox" and in_transaction:
+            marks_inside += 1
+    assert [command for command, _, _ in statements.sent].count("commitTransaction") == 3
+    assert marks >= 2
+    assert marks_inside == 0
