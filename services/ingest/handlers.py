@@ -68,8 +68,8 @@ def classify_record(record: ConsumerRecord[Any, Any], config: NormalisationConfi
     return ClassifiedRecord(record, raw, source if source in SOURCES else "unknown", classify(raw, config))
 
 
-# An incident to publish, with the record it came from (where it goes to the DLQ if Kafka refuses it).
-Fresh = list[tuple[IncidentClosed, ClassifiedRecord]]
+# An incident to publish, with the record it came from (where it goes to the DLQ if Kafka refuses it) and its JSON.
+Fresh = list[tuple[IncidentClosed, ClassifiedRecord, bytes]]
 
 
 class RawIncidentConsumer:
@@ -98,27 +98,25 @@ class RawIncidentConsumer:
         fresh = await self._fresh(items, now)
         refusals = await self._publish(fresh)
         # Remembered only once Kafka has them: a crash before this re-publishes, it never loses.
-        published = [incident for incident, _ in fresh if incident.incident_key not in refusals]
+        published = [incident for incident, _, _ in fresh if incident.incident_key not in refusals]
         await self._recent.remember((incident.incident_key for incident in published), now)
         invalid = [(item, item.outcome.reason) for item in items if isinstance(item.outcome, Invalid)]
-        refused = [(item, reason) for incident, item in fresh if (reason := refusals.get(incident.incident_key))]
+        refused = [(item, reason) for incident, item, _ in fresh if (reason := refusals.get(incident.incident_key))]
         await asyncio.gather(*(self._dead_letters.send(item.record, reason) for item, reason in invalid + refused))
         self._count(items, {incident.incident_key for incident in published}, set(refusals))
 
-    async def _fresh(
-        self, items: list[ClassifiedRecord], now: datetime
-    ) -> list[tuple[IncidentClosed, ClassifiedRecord]]:
-        """Incidents not published within the window, each with the record it came from."""
+    async def _fresh(self, items: list[ClassifiedRecord], now: datetime) -> Fresh:
+        """Incidents not published within the window, each with the record it came from and its JSON."""
         accepted = [
-            (incident, item)
+            (incident, item, item.outcome.json_of(position))
             for item in items
             if isinstance(item.outcome, Accepted)
-            for incident in item.outcome.incidents
+            for position, incident in enumerate(item.outcome.incidents)
         ]
-        keys = (incident.incident_key for incident, _ in accepted)
+        keys = (incident.incident_key for incident, _, _ in accepted)
         already = await self._recent.published_since(keys, now - self._recent.window)
-        fresh = {id(incident) for incident in fresh_incidents((incident for incident, _ in accepted), already)}
-        return [(incident, item) for incident, item in accepted if id(incident) in fresh]
+        fresh = {id(incident) for incident in fresh_incidents((incident for incident, _, _ in accepted), already)}
+        return [entry for entry in accepted if id(entry[0]) in fresh]
 
     async def _publish(self, fresh: Fresh) -> dict[str, str]:
         """Publish together (the producer batches them); the incidents Kafka refused for good, with why.
@@ -128,12 +126,12 @@ class RawIncidentConsumer:
         every publish has ended, so what was acknowledged is remembered by nobody and re-published on redelivery: a
         duplicate that review recognises, never a loss.
         """
-        sends = [await self._send(incident) for incident, _ in fresh]
+        sends = [await self._send(incident, payload) for incident, _, payload in fresh]
         pending = [send for send in sends if asyncio.isfuture(send)]
         if pending:
             await asyncio.wait(pending)
         refusals: dict[str, str] = {}
-        for (incident, _), send in zip(fresh, sends, strict=True):
+        for (incident, _, _), send in zip(fresh, sends, strict=True):
             failure = send.exception() if asyncio.isfuture(send) else send
             if isinstance(failure, BaseException):
                 if is_outage(failure) or not isinstance(failure, Exception):
@@ -141,11 +139,11 @@ class RawIncidentConsumer:
                 refusals[incident.incident_key] = f"IncidentClosed could not be published: {describe(failure)}"
         return refusals
 
-    async def _send(self, incident: IncidentClosed) -> "asyncio.Future[Any] | Exception | None":
+    async def _send(self, incident: IncidentClosed, payload: bytes) -> "asyncio.Future[Any] | Exception | None":
         """The acknowledgement to await (``None`` from the in-memory test broker), or why the producer refused it."""
         try:
             sent: asyncio.Future[Any] | None = await self._broker.publish(
-                incident.model_dump_json().encode(),
+                payload,
                 topic=self._closed_topic,
                 key=incident.incident_key.encode(),
                 headers={"content-type": "application/json", "event-id": str(incident.event_id)},

@@ -63,11 +63,11 @@ def within_size_limit(outcome: Outcome, max_bytes: int) -> Outcome:
     an outcome is all or nothing)."""
     if not isinstance(outcome, Accepted):
         return outcome
-    for incident in outcome.incidents:
-        size = len(incident.model_dump_json().encode())
-        if size > max_bytes:
+    encoded = tuple(incident.model_dump_json().encode() for incident in outcome.incidents)
+    for incident, payload in zip(outcome.incidents, encoded, strict=True):
+        if len(payload) > max_bytes:
             return Invalid(
-                f"incident {incident.incident_key[:100]!r} is {size} bytes as JSON, over the {max_bytes}-byte limit"
-                " (shorten its timeline or text)"
+                f"incident {incident.incident_key[:100]!r} is {len(payload)} bytes as JSON, over the {max_bytes}-byte"
+                " limit (shorten its timeline or text)"
             )
-    return outcome
+    return Accepted(outcome.incidents, encoded)

@@ -109,4 +109,6 @@ def instant(value: Any) -> datetime | None:
 
 def compact_utc(value: datetime) -> str:
     """``20240516T103456Z``: a short, sortable form for ids derived from a time."""
-    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    # Formatted by hand: ``strftime`` took 5% of ingest's CPU per alert in an alert storm.
+    at = value.astimezone(UTC)
+    return f"{at.year:04d}{at.month:02d}{at.day:02d}T{at.hour:02d}{at.minute:02d}{at.second:02d}Z"

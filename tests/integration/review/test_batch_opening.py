@@ -32,15 +32,17 @@ pytestmark = pytest.mark.integration
 DRIVER_OWN = {"hello", "ismaster", "isMaster", "ping", "endSessions", "buildInfo"}
 
 
-class Commands(monitoring.CommandListener):
-    """Counts the commands a client sends, by name."""
+class Statements(monitoring.CommandListener):
+    """Every statement a client sends, in order: its name, collection and whether it belongs to a transaction."""
 
     def __init__(self) -> None:
-        self.sent: list[str] = []
+        self.sent: list[tuple[str, str, bool]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name not in DRIVER_OWN:
-            self.sent.append(event.command_name)
+            target = event.command.get(event.command_name)
+            in_transaction = event.command.get("autocommit") is False
+            self.sent.append((event.command_name, target if isinstance(target, str) else "", in_transaction))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -50,10 +52,12 @@ class Commands(monitoring.CommandListener):
 
 
 @asynccontextmanager
-async def watched_service(servers: Servers, unique: str) -> AsyncIterator[tuple[ReviewService, Commands]]:
-    commands = Commands()
+async def watched_service(
+    servers: Servers, unique: str, listener: monitoring.CommandListener
+) -> AsyncIterator[tuple[ReviewService, ReviewRepository]]:
+    """A review service (and its repository) on a database of its own, every command its client sends heard."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        servers.mongodb_uri, tz_aware=True, event_listeners=[commands]
+        servers.mongodb_uri, tz_aware=True, event_listeners=[listener]
     )
     name = f"review_batch_{unique}"
     moments = iter(range(1_000_000))
@@ -68,7 +72,7 @@ async def watched_service(servers: Servers, unique: str) -> AsyncIterator[tuple[
             recurrence_window=timedelta(days=90),
             clock=lambda: datetime(2026, 11, 28, 9, 0, tzinfo=UTC) + timedelta(seconds=next(moments)),
         )
-        yield service, commands
+        yield service, repository
     finally:
         await client.drop_database(name)
         await client.close()
@@ -82,18 +86,19 @@ def storm(prefix: str, count: int, resolved: datetime) -> list[IncidentClosed]:
     ]
 
 
-async def commands_to_open(service: ReviewService, commands: Commands, batch: list[IncidentClosed]) -> list[str]:
+async def commands_to_open(service: ReviewService, commands: Statements, batch: list[IncidentClosed]) -> list[str]:
     commands.sent.clear()
     known = await service.incidents_with_review(closed.incident_key for closed in batch)
     opened = await service.open_for_incidents([closed for closed in batch if closed.incident_key not in known])
     assert all(item.review is not None and item.review.recurrence is not None for item in opened)
-    return list(commands.sent)
+    return [command for command, _, _ in commands.sent]
 
 
 async def test_opening_a_batch_costs_the_same_commands_for_10_incidents_as_for_100(
     servers: Servers, unique: str
 ) -> None:
-    async with watched_service(servers, unique) as (service, commands):
+    commands = Statements()
+    async with watched_service(servers, unique, commands) as (service, _):
         await service.open_for_incidents(storm("FIRST", 10, RESOLVED))
         ten = await commands_to_open(service, commands, storm("TEN", 10, RESOLVED + timedelta(hours=1)))
         hundred = await commands_to_open(service, commands, storm("HUNDRED", 100, RESOLVED + timedelta(hours=2)))
@@ -216,47 +221,13 @@ async def test_an_earlier_review_edited_meanwhile_makes_the_batch_open_one_by_on
     assert [event.version for event in updates] == [2, 3]  # once each, nothing from the abandoned batch
 
 
-class Statements(monitoring.CommandListener):
-    """Every statement a client sends, in order: its name, collection and whether it belongs to a transaction."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, bool]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name not in DRIVER_OWN:
-            target = event.command.get(event.command_name)
-            in_transaction = event.command.get("autocommit") is False
-            self.sent.append((event.command_name, target if isinstance(target, str) else "", in_transaction))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 async def test_the_relay_marks_entries_sent_between_batch_transactions_not_during_one(
     servers: Servers, unique: str
 ) -> None:
     statements = Statements()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        servers.mongodb_uri, tz_aware=True, event_listeners=[statements]
-    )
-    name = f"review_turns_{unique}"
-    moments = iter(range(1_000_000))
-    try:
-        repository = ReviewRepository(client[name])
-        await repository.ensure_indexes()
-        service = ReviewService(
-            repository,
-            ReviewPolicy(),
-            ReviewMetrics.create(),
-            events_topic="reviews.events",
-            recurrence_window=timedelta(days=90),
-            clock=lambda: datetime(2026, 11, 28, 9, 0, tzinfo=UTC) + timedelta(seconds=next(moments)),
-        )
+    async with watched_service(servers, unique, statements) as (service, repository):
         await service.open_for_incidents(storm("SENT", 20, RESOLVED))
-        sent_ids = [document["_id"] async for document in client[name].review_outbox.find({}, {"_id": 1})]
+        sent_ids = [entry.entry_id for entry in await repository.unsent(100)]
         opening_done = asyncio.Event()
 
         async def relay_marking() -> int:
@@ -273,9 +244,6 @@ async def test_the_relay_marks_entries_sent_between_batch_transactions_not_durin
 
         statements.sent.clear()
         marks, _ = await asyncio.gather(relay_marking(), opening())
-    finally:
-        await client.drop_database(name)
-        await client.close()
 
     in_transaction = False
     marks_inside = 0

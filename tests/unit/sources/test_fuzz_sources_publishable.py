@@ -99,8 +99,10 @@ def mutate(document: Any, data: st.DataObject) -> None:
 def check(outcome: Outcome, config: NormalisationConfig) -> None:
     assert isinstance(outcome, Accepted | Ignored | Invalid)
     if isinstance(outcome, Accepted):
-        for incident in outcome.incidents:
-            serialised = incident.model_dump_json().encode()
+        assert len(outcome.encoded) == len(outcome.incidents)
+        for position, incident in enumerate(outcome.incidents):
+            serialised = outcome.json_of(position)  # what ingest publishes
+            assert serialised == incident.model_dump_json().encode()
             assert len(serialised) <= config.max_incident_bytes
             assert IncidentClosed.model_validate_json(serialised) == incident
             assert all("\x00" not in key for key in incident.labels)
