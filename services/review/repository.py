@@ -16,6 +16,7 @@ change their status, so an unfiltered or status/severity-only list has its exact
 """
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -100,6 +101,11 @@ class _ChunkChangedError(Exception):
 
 def _count_field(status: object, severity: object) -> str:
     return f"counts.{status}.{severity}"
+
+
+def _counts_by_group(groups: Iterable[tuple[object, object]]) -> dict[str, int]:
+    """How many of these (status, severity) pairs fall in each group, as the counter document's ``$inc``."""
+    return dict(Counter(_count_field(status, severity) for status, severity in groups))
 
 
 def _group_of(document: Document) -> tuple[str, str]:
@@ -223,10 +229,10 @@ class ReviewRepository:
         async def work(session: AsyncClientSession) -> int:
             if not chunk:
                 return 0
-            counts: dict[str, int] = {"bottom" if below else "top": -len(chunk) if below else len(chunk)}
-            for document in chunk:
-                field = _count_field(*_group_of(document))
-                counts[field] = counts.get(field, 0) + 1
+            counts = {
+                "bottom" if below else "top": -len(chunk) if below else len(chunk),
+                **_counts_by_group(_group_of(document) for document in chunk),
+            }
             state = await self.counters.find_one_and_update(
                 {"_id": LIST_POSITION},
                 {"$inc": counts},
@@ -262,10 +268,10 @@ class ReviewRepository:
 
     async def _take_positions(self, session: AsyncClientSession, reviews: Sequence[Review]) -> list[int]:
         """Positions for ``reviews`` (in order), counted by status and severity: one write of the counter."""
-        counts: dict[str, int] = {"top": len(reviews)}
-        for review in reviews:
-            field = _count_field(review.status, review.incident.severity)
-            counts[field] = counts.get(field, 0) + 1
+        counts = {
+            "top": len(reviews),
+            **_counts_by_group((review.status, review.incident.severity) for review in reviews),
+        }
         state = await self.counters.find_one_and_update(
             {"_id": LIST_POSITION},
             {"$inc": counts, "$setOnInsert": {"bottom": 1}},
