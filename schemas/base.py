@@ -17,6 +17,8 @@ def _to_utc(value: datetime) -> datetime:
 def _encodable(value: str) -> str:
     # JSON text may escape lone UTF-16 surrogates that no UTF-8 wire can carry; refuse them here, naming the field,
     # rather than fail later when the event is serialised and published.
+    if value.isascii():  # known without reading the text: no surrogate
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -21,6 +21,7 @@ from faststream.kafka import KafkaBroker
 from schemas import SOURCES, IncidentClosed
 from servicekit.dead_letters import DeadLetters
 from servicekit.failures import describe, is_outage
+from servicekit.handover import hand_over
 from servicekit.headers import text_headers
 from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.deduplication import fresh_incidents
@@ -141,17 +142,20 @@ class RawIncidentConsumer:
 
     async def _send(self, incident: IncidentClosed, payload: bytes) -> "asyncio.Future[Any] | Exception | None":
         """The acknowledgement to await (``None`` from the in-memory test broker), or why the producer refused it."""
+        event_id = str(incident.event_id)
         try:
-            sent: asyncio.Future[Any] | None = await self._broker.publish(
+            # The broker's producer without FastStream's per-message metrics (see servicekit.handover): ingest counts
+            # what Kafka acknowledged itself. The event id traces the record, instead of a random correlation id.
+            return await hand_over(
+                self._broker,
                 payload,
                 topic=self._closed_topic,
                 key=incident.incident_key.encode(),
-                headers={"content-type": "application/json", "event-id": str(incident.event_id)},
-                no_confirm=True,
+                headers={"content-type": "application/json", "event-id": event_id},
+                correlation_id=event_id,
             )
         except Exception as exc:
             return exc
-        return sent
 
     def _count(self, items: list[ClassifiedRecord], published: set[str], refused: set[str]) -> None:
         """Metrics and log lines for the batch: each counter moved once per label set, one log line per outcome.

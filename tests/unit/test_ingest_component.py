@@ -61,7 +61,8 @@ async def test_each_outcome_is_routed_and_counted(kafka: ConsumerKafka, unique: 
     assert len(closed) == 1
     body, headers = closed[0].value, closed[0].headers
     assert json.loads(body)["incident_key"] == "generic:INC-2041"
-    assert headers["event-id"] == json.loads(body)["event_id"]
+    assert headers["event-id"] == headers["correlation_id"] == json.loads(body)["event_id"]
+    assert headers["content-type"] == "application/json"
     assert [record.value for record in dead] == [b"{oops", b"{}"]  # one key, one partition: in order
     assert dead[1].headers["dlq-reason"].startswith("unknown source 'nagios'")
     sample = metrics.registry.get_sample_value

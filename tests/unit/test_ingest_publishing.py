@@ -1,19 +1,22 @@
 """How ingest's consumer settles a batch's publishes: every acknowledgement awaited, refusals dead-lettered, an outage
 raised only after all have ended, the refused incidents never remembered as published.
 
-The producer is a fake that answers each publish the ways a real one can: an acknowledgement that succeeds or fails
-later, or a refusal at once (a value the producer cannot send).
+The broker is a fake whose producer answers each publish the ways a real one can: an acknowledgement that succeeds or
+fails later, or a refusal at once (a value the producer cannot send). Incidents reach it as commands handed to the
+broker's producer (``servicekit.handover``); dead letters through ``broker.publish``.
 """
 
 import asyncio
 import json
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker
+from faststream.kafka.response import KafkaPublishCommand
 
 from servicekit.dead_letters import DeadLetters
 from services.ingest.domain.config import NormalisationConfig
@@ -31,12 +34,16 @@ class AnsweringProducer:
         self._answers = answers
         self.acknowledged: list[str] = []
         self.dead_lettered: list[bytes] = []
+        self.config = SimpleNamespace(producer=SimpleNamespace(publish=self._hand_over))
 
-    async def publish(self, body: bytes, *, topic: str, key: bytes | None, headers: dict[str, str], **_: Any) -> Any:
-        if topic.endswith(".dlq"):
-            self.dead_lettered.append(body)
-            return None
-        incident_key = json.loads(body)["incident_key"]
+    async def publish(self, body: bytes, *, topic: str, **_: Any) -> None:
+        assert topic.endswith(".dlq"), "incidents are handed to the producer, not published through the middlewares"
+        self.dead_lettered.append(body)
+
+    async def _hand_over(self, command: KafkaPublishCommand) -> Any:
+        assert command.no_confirm
+        assert command.destination == "incidents.closed"
+        incident_key = json.loads(command.body)["incident_key"]
         answer = self._answers.get(incident_key)
         if isinstance(answer, UnicodeEncodeError):
             raise answer

@@ -40,13 +40,28 @@ COMMON_SEVERITIES: SeverityTable = {
 }
 
 
+def _comparable(name: str) -> str:
+    return "".join(name.split()).lower()
+
+
+def _by_name(table: SeverityTable) -> dict[str, Severity]:
+    found: dict[str, Severity] = {}
+    for known, severity in table.items():
+        found.setdefault(_comparable(known), severity)  # the first spelling listed wins, as in a scan
+    return found
+
+
+# Consulted for every alert: the common table's names in compared form, computed once instead of on each look-up.
+_COMMON_BY_NAME = _by_name(COMMON_SEVERITIES)
+
+
 def normalise_severity(value: str | None, *tables: SeverityTable) -> Severity:
     """Look the vendor's value up (case- and space-insensitive) in each table in turn; unknown when absent."""
     if value is None:
         return Severity.UNKNOWN
-    wanted = "".join(value.split()).lower()
-    for table in (*tables, COMMON_SEVERITIES):
+    wanted = _comparable(value)
+    for table in tables:
         for known, severity in table.items():
-            if "".join(known.split()).lower() == wanted:
+            if _comparable(known) == wanted:
                 return severity
-    return Severity.UNKNOWN
+    return _COMMON_BY_NAME.get(wanted, Severity.UNKNOWN)

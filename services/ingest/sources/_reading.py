@@ -61,6 +61,8 @@ def map_payload(raw: RawIncident, config: NormalisationConfig, mapping: PayloadM
 
 def clean(value: str) -> str:
     """The text with lone UTF-16 surrogates replaced (by ``?``), so it can be encoded as UTF-8."""
+    if value.isascii():  # CPython knows this without reading the text; most vendor text is ASCII
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -79,16 +81,15 @@ def quoted(value: str, limit: int = 80) -> str:
 
 def text(value: Any) -> str | None:
     """A non-empty, stripped string from a string or a finite number; ``None`` for anything else."""
+    if isinstance(value, str):
+        return clean(value).strip() or None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return str(value) if abs(value) < MAX_INTEGER else None
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else None
-    if not isinstance(value, str):
-        return None
-    stripped = clean(value).strip()
-    return stripped or None
+    return None
 
 
 def first_text(*values: Any) -> str | None:
