@@ -7,7 +7,8 @@ One topic of N Alertmanager webhook records (one resolved alert each, as Alertma
 storm; the headers the webhook receiver writes) is produced once, then consumed by three variants, each with its own
 consumer group, output topic and database, interleaved within each repeat so that noise spreads over all of them:
 
-- ``raw``: a plain aiokafka loop: ``getmany`` a batch, parse each record (JSON, then ``IncidentClosed``), produce
+- ``raw``: a plain aiokafka loop: ``getmany`` a batch, map each record to the incident ingest would publish (JSON,
+  then ``IncidentClosed``; the run refuses to start unless, for a sample, the bytes are the same as ingest's), produce
   every incident with ``acks=all`` and idempotence, wait for the acknowledgements, commit the batch's offsets.
 - ``raw+dedup``: the same plus the round trips ingest makes for its de-duplication guarantee: one ``find`` with
   ``$in`` before publishing and one unordered insert after, per batch (an update only for keys still recorded).
@@ -49,7 +50,7 @@ from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from schemas import IncidentClosed, Severity
+from schemas import IncidentClosed, Severity, TimelineEntry
 
 REPO = Path(__file__).resolve().parent.parent
 DEDUP_WINDOW = timedelta(days=1)
@@ -127,6 +128,17 @@ async def prepare(bootstrap: str, topic: str, partitions: int, count: int, run: 
 # --- the raw baselines ------------------------------------------------------------------------------------------
 
 
+# What a hand-written consumer would map these alerts with: the same incident as ingest publishes, without the
+# generality (other sources, lenient reading, bounds, configurable tables). ``same_output`` checks it is the same.
+RAW_SEVERITIES = {
+    "critical": Severity.CRITICAL,
+    "warning": Severity.MEDIUM,
+    "page": Severity.HIGH,
+    "info": Severity.LOW,
+}
+RAW_LABEL_ORDER = ("alertname", "severity", "service", "job", "team", "instance", "namespace", "cluster")
+
+
 def validate(record: ConsumerRecord[Any, Any]) -> list[IncidentClosed]:
     """The minimum a consumer must do: parse the JSON and build a valid ``IncidentClosed`` per resolved alert."""
     payload = json.loads(record.value)
@@ -134,25 +146,48 @@ def validate(record: ConsumerRecord[Any, Any]) -> list[IncidentClosed]:
     for alert in payload["alerts"]:
         if alert.get("status") != "resolved":
             continue
-        labels = alert["labels"]
-        starts_at = datetime.fromisoformat(alert["startsAt"])
+        labels, annotations = alert["labels"], alert["annotations"]
+        starts_at = datetime.fromisoformat(alert["startsAt"]).astimezone(UTC)
+        resolved_at = datetime.fromisoformat(alert["endsAt"]).astimezone(UTC)
+        title = annotations.get("summary") or labels["alertname"]
+        ordered = [key for key in RAW_LABEL_ORDER if key in labels] + sorted(labels.keys() - set(RAW_LABEL_ORDER))
         incidents.append(
             IncidentClosed.create(
                 source="alertmanager",
-                source_incident_id=f"{alert['fingerprint']}@{starts_at:%Y%m%dT%H%M%S}",
-                resolved_at=datetime.fromisoformat(alert["endsAt"]),
+                source_incident_id=f"{alert['fingerprint']}@{starts_at:%Y%m%dT%H%M%SZ}",
+                resolved_at=resolved_at,
                 started_at=starts_at,
-                title=alert["annotations"].get("summary") or labels["alertname"],
-                severity=Severity.HIGH,
+                title=title,
+                severity=RAW_SEVERITIES.get(labels.get("severity"), Severity.UNKNOWN),
                 source_severity=labels.get("severity"),
-                service=labels.get("service"),
+                service=labels.get("service") or labels.get("job"),
                 team=labels.get("team"),
                 url=alert.get("generatorURL"),
-                labels=labels,
+                labels={key: labels[key] for key in ordered},
                 fingerprint=alert["fingerprint"],
+                timeline=(
+                    TimelineEntry(at=starts_at, kind="triggered", message=title),
+                    TimelineEntry(at=resolved_at, kind="resolved"),
+                ),
             )
         )
     return incidents
+
+
+def same_output(run: str, sample: int = 200) -> None:
+    """Refuse to measure unless the raw mapping publishes exactly the bytes ingest does, for a sample of the records."""
+    from services.ingest.domain.config import NormalisationConfig
+    from services.ingest.domain.outcome import Accepted, RawIncident
+    from services.ingest.sources import normalise
+
+    for number in range(sample):
+        body, headers = alertmanager_record(number, run), record_headers(number)
+        outcome = normalise(RawIncident(body, {k: v.decode() for k, v in headers}), NormalisationConfig())
+        assert isinstance(outcome, Accepted), outcome
+        record = ConsumerRecord("", 0, number, 0, 0, None, body, None, 0, len(body), headers)
+        raw = [incident.model_dump_json().encode() for incident in validate(record)]
+        if raw != [outcome.json_of(p) for p in range(len(outcome.incidents))]:
+            raise SystemExit(f"the raw mapping differs from ingest's for record {number}:\n{raw}\n{outcome.encoded}")
 
 
 @dataclass
@@ -443,6 +478,7 @@ def main() -> int:
         f" {args.records} Alertmanager records, {args.partitions} partitions, batches of {args.batch},"
         f" medians of {args.repeat}"
     )
+    same_output(run)
     try:
         figures = asyncio.run(measure(bench, args.repeat, args.compare))
     finally:

@@ -25,7 +25,7 @@ from faststream.message import StreamMessage
 
 from servicekit.dead_letters import DeadLetters
 from servicekit.failures import describe, is_outage
-from servicekit.headers import decodable_value
+from servicekit.headers import decodable_value, decodes
 from servicekit.service_settings import ATTEMPT_ALLOWANCE_SECONDS, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,11 @@ async def tolerant_batch_parser(
     original: Callable[[tuple[ConsumerRecord[Any, Any], ...]], Awaitable[StreamMessage[Any]]],
 ) -> StreamMessage[Any]:
     """FastStream's parser, given header values it can decode; the handler still gets the records as they came."""
+    # Copying every record cost more than the rest of parsing a batch: only a record whose headers need it is copied.
     decodable = tuple(
-        dataclasses.replace(record, headers=[(name, decodable_value(value)) for name, value in record.headers])
+        record
+        if all(decodes(value) for _, value in record.headers)
+        else dataclasses.replace(record, headers=[(name, decodable_value(value)) for name, value in record.headers])
         for record in records
     )
     message = await original(decodable)

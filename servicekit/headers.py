@@ -8,6 +8,17 @@ def text_headers(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
     return {name.lower(): (value or b"").decode("utf-8", errors="replace") for name, value in headers}
 
 
+def decodes(value: bytes | None) -> bool:
+    """Whether FastStream's parser can decode the value as it is (UTF-8 bytes)."""
+    if value is None:
+        return False
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def decodable_value(value: bytes | None) -> bytes:
     """The same bytes when they are UTF-8; else the replacement-character text ``text_headers`` gives, encoded."""
     return (value or b"").decode("utf-8", errors="replace").encode("utf-8")

@@ -1,13 +1,16 @@
 """The shared plumbing on its own: settings bounds, retries, failure classes, header decoding, poll interval, sweeps."""
 
 import asyncio
+from typing import Any
 
 import pytest
+from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from faststream.message import StreamMessage
 from pydantic import ValidationError
 from pymongo.errors import AutoReconnect, DuplicateKeyError, ExecutionTimeout
 
-from servicekit.batches import max_poll_interval_for, max_poll_interval_ms
+from servicekit.batches import max_poll_interval_for, max_poll_interval_ms, tolerant_batch_parser
 from servicekit.failures import describe, is_outage
 from servicekit.headers import encodable, text_headers
 from servicekit.passes import repeat_passes
@@ -91,6 +94,25 @@ def test_headers_that_are_not_utf8_are_kept_with_replacement_characters() -> Non
         "empty": "",
     }
     assert encodable({"dlq-reason": "bad \ud800 text"}) == {"dlq-reason": "bad \\ud800 text"}
+
+
+async def test_the_batch_parser_gets_decodable_headers_and_the_handler_the_records_as_they_came() -> None:
+    def record(offset: int, headers: list[tuple[str, bytes | None]]) -> ConsumerRecord[bytes, bytes]:
+        return ConsumerRecord("t", 0, offset, 0, 0, None, b"{}", None, 0, 2, headers)
+
+    fine, bad, empty = record(0, [("source", b"generic")]), record(1, [("x", b"\xff")]), record(2, [("x", None)])
+    parsed: list[tuple[ConsumerRecord[bytes, bytes], ...]] = []
+
+    async def faststream_parser(records: tuple[ConsumerRecord[bytes, bytes], ...]) -> StreamMessage[Any]:
+        parsed.append(records)
+        return StreamMessage(raw_message=records, body=b"", headers={})
+
+    message = await tolerant_batch_parser((fine, bad, empty), faststream_parser)
+
+    (given,) = parsed
+    assert given[0] is fine  # not copied: nothing to fix
+    assert [r.headers for r in given[1:]] == [[("x", "\ufffd".encode())], [("x", b"")]]
+    assert message.raw_message == (fine, bad, empty)
 
 
 async def test_repeat_passes_drains_a_backlog_at_once_survives_a_failure_and_stops() -> None:
