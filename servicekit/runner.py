@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -129,8 +130,29 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+# Objects a batch may allocate before the collector looks at the young ones: above what a batch of records keeps
+# alive at once, so most of it has been freed by reference counting before anything is examined or promoted.
+YOUNG_OBJECTS_BEFORE_COLLECTION = 20_000
+
+
+def settle_heap() -> None:
+    """Keep the cyclic garbage collector off what lives as long as the process, and off a batch in progress.
+
+    With CPython's defaults (a collection every 700 objects) a batch of 100 records was examined about 30 times
+    while its objects were alive, each time promoting them towards the oldest generation; every few thousand records
+    a full collection then walked the 90,000 objects created at start-up (modules, the app, settings) again, 50 ms
+    each. Measured in ingest: 12 us of its CPU per record, two thirds of it in full collections. Freezing the start-up
+    objects takes them out of every collection; the higher threshold lets a batch's objects die before they are
+    looked at. Cycles are still collected, later.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_OBJECTS_BEFORE_COLLECTION, *gc.get_threshold()[1:])
+
+
 def serve_service(app: Any, settings: ServiceSettings) -> int:
-    """``serve`` on the address and with the time limits a service's settings name."""
+    """``serve`` on the address and with the time limits a service's settings name, the start-up heap settled."""
+    settle_heap()
     return serve(
         app,
         host=settings.http_host,

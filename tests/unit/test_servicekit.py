@@ -1,6 +1,7 @@
 """The shared plumbing on its own: settings bounds, retries, failure classes, header decoding, poll interval, sweeps."""
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from servicekit.failures import describe, is_outage
 from servicekit.headers import encodable, text_headers
 from servicekit.passes import repeat_passes
 from servicekit.retries import with_bounded_retries
+from servicekit.runner import YOUNG_OBJECTS_BEFORE_COLLECTION, settle_heap
 from services.followup.settings import FollowupSettings
 from services.ingest.settings import IngestSettings
 from services.review.settings import ReviewSettings
@@ -113,6 +115,21 @@ async def test_the_batch_parser_gets_decodable_headers_and_the_handler_the_recor
     assert given[0] is fine  # not copied: nothing to fix
     assert [r.headers for r in given[1:]] == [[("x", "\ufffd".encode())], [("x", b"")]]
     assert message.raw_message == (fine, bad, empty)
+
+
+def test_settling_the_heap_freezes_what_exists_and_lets_batches_allocate_before_a_collection() -> None:
+    before = gc.get_threshold()
+    kept_for_the_process = type("StartUpObject", (), {})()
+    assert any(found is kept_for_the_process for found in gc.get_objects())
+    try:
+        settle_heap()
+        # Out of every generation the collector walks (frozen), though still tracked.
+        assert gc.is_tracked(kept_for_the_process)
+        assert not any(found is kept_for_the_process for found in gc.get_objects())
+        assert gc.get_threshold() == (YOUNG_OBJECTS_BEFORE_COLLECTION, *before[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 async def test_repeat_passes_drains_a_backlog_at_once_survives_a_failure_and_stops() -> None:
