@@ -77,10 +77,14 @@ def comma_separated(value: Any) -> list[str]:
 
 def _key(value: str) -> str:
     # A NUL cannot be in a MongoDB field name, which a label key becomes downstream: replaced like a lone surrogate.
+    if value.isascii() and len(value) <= MAX_LABEL_KEY and "\x00" not in value:
+        return value  # the usual label: nothing to replace or cut (this runs for every label of every alert)
     return truncate(clean(value).replace("\x00", "?"), MAX_LABEL_KEY)
 
 
 def _value(value: str) -> str:
+    if value.isascii() and len(value) <= MAX_LABEL_VALUE:
+        return value
     return truncate(clean(value), MAX_LABEL_VALUE)
 
 
@@ -96,8 +100,8 @@ def bound_labels(
     # One place is always left for LABELS_DROPPED, so the bound holds whatever a source derives.
     kept = dict(islice(((_key(key), _value(value)) for key, value in own.items() if value), MAX_LABELS - 1))
     vendor = vendor or {}
-    preferred = [key for key in dict.fromkeys(prefer) if key in vendor]
-    ordered = [*preferred, *sorted(vendor.keys() - set(preferred))]
+    ordered = [key for key in prefer if key in vendor]  # a key preferred twice is taken once, below
+    ordered += sorted(vendor.keys() - set(ordered))
     candidates: dict[str, str] = {}
     for key in ordered:
         name = _key(key)
