@@ -13,9 +13,10 @@ from servicekit.clock import utc_now
 from servicekit.dead_letters import DeadLetters
 from servicekit.lifecycle import BrokerStarter, mongo_client
 from servicekit.ops import kafka_reachable, mongodb_reachable, ops_router
-from services.ingest.handlers import Clock, RawIncidentConsumer, RecentlyPublished
+from services.ingest.handlers import Clock, RawIncidentConsumer
 from services.ingest.metrics import IngestMetrics
 from services.ingest.recent_closures import RecentClosures
+from services.ingest.remembering import RecentlyPublished
 from services.ingest.settings import IngestSettings, KafkaSettings, MongoSettings
 from services.ingest.webhooks import KafkaRawPublisher, WebhookSettings, create_webhook_router
 
@@ -26,7 +27,8 @@ def create_broker(
     metrics: IngestMetrics,
     recent: RecentlyPublished,
     clock: Clock = utc_now,
-) -> KafkaBroker:
+) -> tuple[KafkaBroker, RawIncidentConsumer]:
+    """The broker with ingest's consumer subscribed, and the consumer (settled on shutdown)."""
     broker = create_kafka_broker(
         kafka, client_id="ingest", registry=metrics.registry, graceful_timeout=settings.shutdown_timeout_seconds
     )
@@ -50,7 +52,7 @@ def create_broker(
         group_id=settings.group_id,
         settings=settings,
     )
-    return broker
+    return broker, consumer
 
 
 def create_app(
@@ -66,7 +68,7 @@ def create_app(
     metrics = IngestMetrics.create()
     client = mongo_client(mongo)
     recent = RecentClosures(client[mongo.database], timedelta(seconds=settings.dedup_window_seconds))
-    broker = create_broker(kafka, settings, metrics, recent)
+    broker, consumer = create_broker(kafka, settings, metrics, recent)
     starter = BrokerStarter(broker, kafka)
 
     @asynccontextmanager
@@ -76,8 +78,10 @@ def create_app(
         try:
             yield
         finally:
-            # Stops consuming, lets the in-flight batch finish and commits its offsets, then closes the producer.
+            # Stops consuming, lets the in-flight batch finish and commits its offsets, then closes the producer;
+            # then writes the published keys still being recorded.
             await starter.stop()
+            await consumer.settled()
             await client.close()
 
     app = FastAPI(title="incident-lessons ingest", lifespan=lifespan)

@@ -2,7 +2,8 @@
 
 Thin on purpose: it reads the records, lets the pure sources decide, and performs what they decided. A batch costs
 one de-duplication look-up, its publishes in flight together (each acknowledged by Kafka, ``acks=all``), and one
-write. The offsets are committed after that (``servicekit.batches``). An incident that Kafka refuses for good (too
+write recording their keys, which runs while the next batch is parsed (``remembering``). The offsets are committed
+once the publishes are acknowledged (``servicekit.batches``). An incident that Kafka refuses for good (too
 large, not encodable) sends its record to the DLQ with the reason instead of stalling the partition; an outage
 rewinds the batch, which then re-publishes at most what was not remembered.
 """
@@ -10,10 +11,10 @@ rewinds the batch, which then re-publishes at most what was not remembered.
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
@@ -27,22 +28,12 @@ from services.ingest.domain.config import NormalisationConfig
 from services.ingest.domain.deduplication import fresh_incidents
 from services.ingest.domain.outcome import Accepted, Ignored, Invalid, Outcome, RawIncident
 from services.ingest.metrics import IngestMetrics
+from services.ingest.remembering import BackgroundRecording, RecentlyPublished
 from services.ingest.sources import normalise, source_of
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-
-class RecentlyPublished(Protocol):
-    """Which incident keys were published within ``window`` (MongoDB in production: ``RecentClosures``)."""
-
-    window: timedelta
-
-    async def published_since(self, keys: Iterable[str], since: datetime) -> set[str]: ...
-
-    async def remember(self, keys: Iterable[str], now: datetime) -> None:
-        """Called only after Kafka acknowledged the publishes of ``keys``."""
 
 
 def classify(raw: RawIncident, config: NormalisationConfig) -> Outcome:
@@ -88,6 +79,7 @@ class RawIncidentConsumer:
         self._broker = broker
         self._dead_letters = dead_letters
         self._recent = recent
+        self._recording = BackgroundRecording(recent)
         self._metrics = metrics
         self._config = config
         self._closed_topic = closed_topic
@@ -95,16 +87,23 @@ class RawIncidentConsumer:
 
     async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         items = [classify_record(record, self._config) for record in records]
+        # The earlier batches' keys, written while these records were parsed, are in before this batch looks up.
+        await self._recording.settled()
         now = self._clock()
         fresh = await self._fresh(items, now)
         refusals = await self._publish(fresh)
-        # Remembered only once Kafka has them: a crash before this re-publishes, it never loses.
+        # Recorded only once Kafka has them (a crash before this re-publishes, it never loses), while the next batch
+        # is parsed: services.ingest.remembering.
         published = [incident for incident, _, _ in fresh if incident.incident_key not in refusals]
-        await self._recent.remember((incident.incident_key for incident in published), now)
+        self._recording.record((incident.incident_key for incident in published), now)
         invalid = [(item, item.outcome.reason) for item in items if isinstance(item.outcome, Invalid)]
         refused = [(item, reason) for incident, item, _ in fresh if (reason := refusals.get(incident.incident_key))]
         await asyncio.gather(*(self._dead_letters.send(item.record, reason) for item, reason in invalid + refused))
         self._count(items, {incident.incident_key for incident in published}, set(refusals))
+
+    async def settled(self) -> None:
+        """Return once the keys of every batch handled so far are recorded (on shutdown, after consuming stopped)."""
+        await self._recording.settled()
 
     async def _fresh(self, items: list[ClassifiedRecord], now: datetime) -> Fresh:
         """Incidents not published within the window, each with the record it came from and its JSON."""

@@ -6,8 +6,10 @@ Routing (normalised events out, bad records to the DLQ, the partition moving on)
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from services.ingest.app import create_app
 from services.ingest.recent_closures import RECENT_CLOSURES, RecentClosures
@@ -42,6 +44,12 @@ async def test_records_survive_a_restart_without_loss_or_reprocessing(
     first = create_app(kafka, ingest_settings, mongo)
     async with first.router.lifespan_context(first):
         await read_topic(servers.kafka_bootstrap, ingest_settings.closed_topic, expect=1)
+    # Its key, written in the background while ingest waited for more, is recorded by the time it has shut down.
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo.uri.get_secret_value())
+    try:
+        assert [doc["_id"] async for doc in client[mongo.database][RECENT_CLOSURES].find({})] == ["generic:A-1"]
+    finally:
+        await client.close()
 
     # Produced while ingest is down: picked up by the next instance, and A-1 (committed) is not processed again.
     await produce(servers.kafka_bootstrap, ingest_settings.raw_topic, generic("A-2"), headers={"source": "generic"})
@@ -53,23 +61,26 @@ async def test_records_survive_a_restart_without_loss_or_reprocessing(
     assert sorted(r.key or b"" for r in closed) == [b"generic:A-1", b"generic:A-2"]
 
 
+@pytest.mark.parametrize("batch", [100, 1], ids=["one batch", "a batch each"])
 async def test_the_same_closure_from_two_deliveries_is_published_once(
-    servers: Servers, ingest_settings: IngestSettings, mongo: MongoSettings
+    servers: Servers, ingest_settings: IngestSettings, mongo: MongoSettings, batch: int
 ) -> None:
-    # Two webhooks (different raw keys, maybe different partitions) carrying the same resolved incident.
-    for delivery in (b"delivery-1", b"delivery-2"):
+    # Two webhooks (same raw key here, so one partition and in order) carrying the same resolved incident. A batch
+    # each: the second looks up while the first's key may still be being written, and must wait for it.
+    for _ in range(2):
         await produce(
             servers.kafka_bootstrap,
             ingest_settings.raw_topic,
             generic("D-1"),
-            key=delivery,
+            key=b"delivery",
             headers={"source": "generic"},
         )
     await produce(servers.kafka_bootstrap, ingest_settings.raw_topic, generic("D-2"), headers={"source": "generic"})
-    app = create_app(KafkaSettings(bootstrap_servers=servers.kafka_bootstrap), ingest_settings, mongo)
+    settings = ingest_settings.model_copy(update={"batch_max_records": batch})
+    app = create_app(KafkaSettings(bootstrap_servers=servers.kafka_bootstrap), settings, mongo)
     async with app.router.lifespan_context(app):
-        await wait_until_consumed(servers.kafka_bootstrap, ingest_settings.group_id, ingest_settings.raw_topic)
-        closed = await read_to_end(servers.kafka_bootstrap, ingest_settings.closed_topic)
+        await wait_until_consumed(servers.kafka_bootstrap, settings.group_id, settings.raw_topic)
+        closed = await read_to_end(servers.kafka_bootstrap, settings.closed_topic)
         sample = app.state.metrics.registry.get_sample_value
         duplicates = sample("lessons_incident_closures_suppressed_total", {"source": "generic"})
     assert sorted(r.key or b"" for r in closed) == [b"generic:D-1", b"generic:D-2"]

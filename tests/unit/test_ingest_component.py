@@ -40,7 +40,7 @@ def ingest_settings(unique: str) -> IngestSettings:
 
 async def test_each_outcome_is_routed_and_counted(kafka: ConsumerKafka, unique: str) -> None:
     settings, metrics = ingest_settings(unique), IngestMetrics.create()
-    broker = create_broker(kafka.settings(), settings, metrics, InMemoryRecentClosures())
+    broker, _ = create_broker(kafka.settings(), settings, metrics, InMemoryRecentClosures())
     outputs = [settings.closed_topic, settings.dlq_topic]
     async with kafka.running(broker, consumes=settings.raw_topic, group=settings.group_id, outputs=outputs) as running:
         resolved = (fixture("generic", "resolved.json"), None, GENERIC)
@@ -79,7 +79,7 @@ async def test_each_outcome_is_routed_and_counted(kafka: ConsumerKafka, unique: 
 
 async def test_bad_record_goes_to_dlq_and_the_next_good_one_is_published(kafka: ConsumerKafka, unique: str) -> None:
     settings, metrics = ingest_settings(unique), IngestMetrics.create()
-    broker = create_broker(kafka.settings(), settings, metrics, InMemoryRecentClosures())
+    broker, _ = create_broker(kafka.settings(), settings, metrics, InMemoryRecentClosures())
     outputs = [settings.closed_topic, settings.dlq_topic]
     async with kafka.running(broker, consumes=settings.raw_topic, group=settings.group_id, outputs=outputs) as running:
         # Same key, so all three share a partition: the good record after the garbage proves the partition moved on.

@@ -96,7 +96,9 @@ async def test_refused_publishes_are_dead_lettered_and_not_remembered() -> None:
     recent = InMemoryRecentClosures()
     records = [record(0, "fine"), record(1, "too-large"), record(2, "unsendable"), record(3, "also-fine")]
 
-    await consumer(producer, recent).process(records)
+    ingest = consumer(producer, recent)
+    await ingest.process(records)
+    await ingest.settled()
 
     assert producer.acknowledged == ["generic:fine", "generic:also-fine"]
     assert producer.dead_lettered == [records[1].value, records[2].value]
@@ -109,8 +111,10 @@ async def test_an_outage_is_raised_after_every_publish_ended_and_nothing_is_reme
     producer = AnsweringProducer({"generic:lost": KafkaConnectionError()})
     recent = InMemoryRecentClosures()
 
+    ingest = consumer(producer, recent)
     with pytest.raises(KafkaConnectionError):
-        await consumer(producer, recent).process([record(0, "lost"), record(1, "fine")])
+        await ingest.process([record(0, "lost"), record(1, "fine")])
+    await ingest.settled()
 
     assert producer.acknowledged == ["generic:fine"]  # waited for, although the outage came first
     assert producer.dead_lettered == []
