@@ -10,19 +10,15 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
-from faststream.kafka import KafkaBroker
 from faststream.kafka.response import KafkaPublishCommand
 
-from servicekit.dead_letters import DeadLetters
-from services.ingest.domain.config import NormalisationConfig
 from services.ingest.handlers import RawIncidentConsumer
-from services.ingest.metrics import IngestMetrics
-from tests.support.fakes import InMemoryRecentClosures
+from tests.support.fakes import InMemoryRecentClosures, ingest_consumer
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -70,20 +66,7 @@ def record(offset: int, incident_id: str) -> ConsumerRecord[Any, Any]:
 
 
 def consumer(producer: AnsweringProducer, recent: InMemoryRecentClosures) -> RawIncidentConsumer:
-    broker = cast("KafkaBroker", producer)
-    metrics = IngestMetrics.create()
-    dead_letters = DeadLetters(
-        broker, "incidents.raw.dlq", failed_by="ingest", clock=lambda: NOW, metrics=metrics.dead_letters
-    )
-    return RawIncidentConsumer(
-        broker,
-        dead_letters,
-        recent,
-        metrics,
-        config=NormalisationConfig(),
-        closed_topic="incidents.closed",
-        clock=lambda: NOW,
-    )
+    return ingest_consumer(producer, recent, NOW)
 
 
 async def test_refused_publishes_are_dead_lettered_and_not_remembered() -> None:

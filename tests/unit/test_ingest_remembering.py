@@ -8,19 +8,15 @@ import json
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaBroker
 from pymongo.errors import AutoReconnect, OperationFailure
 
-from servicekit.dead_letters import DeadLetters
-from services.ingest.domain.config import NormalisationConfig
 from services.ingest.handlers import RawIncidentConsumer
-from services.ingest.metrics import IngestMetrics
 from services.ingest.remembering import BackgroundRecording
-from tests.support.fakes import InMemoryRecentClosures
+from tests.support.fakes import InMemoryRecentClosures, ingest_consumer
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -75,20 +71,7 @@ def record(offset: int, incident_id: str) -> ConsumerRecord[Any, Any]:
 
 
 def ingest(broker: AcknowledgingBroker, recent: InMemoryRecentClosures) -> RawIncidentConsumer:
-    metrics = IngestMetrics.create()
-    kafka = cast("KafkaBroker", broker)
-    dead_letters = DeadLetters(
-        kafka, "incidents.raw.dlq", failed_by="ingest", clock=lambda: NOW, metrics=metrics.dead_letters
-    )
-    return RawIncidentConsumer(
-        kafka,
-        dead_letters,
-        recent,
-        metrics,
-        config=NormalisationConfig(),
-        closed_topic="incidents.closed",
-        clock=lambda: NOW,
-    )
+    return ingest_consumer(broker, recent, NOW)
 
 
 async def test_a_batch_returns_while_its_keys_are_written_and_the_next_looks_up_only_after_the_write() -> None:
