@@ -28,7 +28,7 @@ def create_broker(
     recent: RecentlyPublished,
     clock: Clock = utc_now,
 ) -> tuple[KafkaBroker, RawIncidentConsumer]:
-    """The broker with ingest's consumer subscribed, and the consumer (settled on shutdown)."""
+    """The broker with ingest's consumer subscribed, and the consumer (flushed on shutdown)."""
     broker = create_kafka_broker(
         kafka, client_id="ingest", registry=metrics.registry, graceful_timeout=settings.shutdown_timeout_seconds
     )
@@ -81,7 +81,7 @@ def create_app(
             # Stops consuming, lets the in-flight batch finish and commits its offsets, then closes the producer;
             # then writes the published keys still being recorded.
             await starter.stop()
-            await consumer.settled()
+            await consumer.flush()
             await client.close()
 
     app = FastAPI(title="incident-lessons ingest", lifespan=lifespan)

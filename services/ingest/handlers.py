@@ -101,9 +101,9 @@ class RawIncidentConsumer:
         await asyncio.gather(*(self._dead_letters.send(item.record, reason) for item, reason in invalid + refused))
         self._count(items, {incident.incident_key for incident in published}, set(refusals))
 
-    async def settled(self) -> None:
-        """Return once the keys of every batch handled so far are recorded (on shutdown, after consuming stopped)."""
-        await self._recording.settled()
+    async def flush(self) -> None:
+        """Record the keys of every batch handled so far (on shutdown, once consuming stopped); an outage is logged."""
+        await self._recording.flushed()
 
     async def _fresh(self, items: list[ClassifiedRecord], now: datetime) -> Fresh:
         """Incidents not published within the window, each with the record it came from and its JSON."""

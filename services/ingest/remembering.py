@@ -16,7 +16,8 @@ What this changes, and what it does not:
 - A crash before the write lands forgets that one batch's keys. A vendor re-sending one of those closures within
   the window is then published again: the duplicate a crash has always been able to cause (before, the batch was
   redelivered and re-published), and harmless, since review keeps one review per incident.
-- On shutdown the owed keys are written after the consumer has stopped (``settled``, from the app's lifespan).
+- On shutdown the owed keys are written after the consumer has stopped (``flushed``, from the app's lifespan); an
+  outage then is logged with how many keys stay unrecorded, and the service still stops cleanly.
 """
 
 import asyncio
@@ -75,6 +76,19 @@ class BackgroundRecording:
                 "could not record %d published incident keys (%s); a re-emission of one of those closures within the"
                 " de-duplication window would be published again",
                 forgotten,
+                describe(exc),
+            )
+
+    async def flushed(self) -> None:
+        """``settled`` on shutdown: an outage is logged with the keys it leaves unrecorded instead of raised."""
+        try:
+            await self.settled()
+        except Exception as exc:
+            unrecorded = sum(len(keys) for keys, _ in self._owed)
+            log.warning(
+                "stopping with %d published incident keys not recorded (%s); a re-emission of one of those closures"
+                " within the de-duplication window would be published again",
+                unrecorded,
                 describe(exc),
             )
 

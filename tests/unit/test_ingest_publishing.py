@@ -81,7 +81,7 @@ async def test_refused_publishes_are_dead_lettered_and_not_remembered() -> None:
 
     ingest = consumer(producer, recent)
     await ingest.process(records)
-    await ingest.settled()
+    await ingest.flush()
 
     assert producer.acknowledged == ["generic:fine", "generic:also-fine"]
     assert producer.dead_lettered == [records[1].value, records[2].value]
@@ -97,7 +97,7 @@ async def test_an_outage_is_raised_after_every_publish_ended_and_nothing_is_reme
     ingest = consumer(producer, recent)
     with pytest.raises(KafkaConnectionError):
         await ingest.process([record(0, "lost"), record(1, "fine")])
-    await ingest.settled()
+    await ingest.flush()
 
     assert producer.acknowledged == ["generic:fine"]  # waited for, although the outage came first
     assert producer.dead_lettered == []

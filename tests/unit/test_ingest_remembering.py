@@ -91,7 +91,7 @@ async def test_a_batch_returns_while_its_keys_are_written_and_the_next_looks_up_
 
     recent.gate.set()
     await second
-    await consumer.settled()
+    await consumer.flush()
 
     assert recent.calls == ["look-up", "write started", "write done", "look-up", "write started", "write done"]
     assert broker.published == ["generic:A", "generic:B", "generic:C"]  # B, published by the batch before: suppressed
@@ -109,7 +109,7 @@ async def test_an_outage_while_writing_rewinds_the_next_batch_and_the_keys_are_w
     assert broker.published == ["generic:A"]  # the rewound batch published nothing
 
     await consumer.process([record(1, "A"), record(2, "B")])  # redelivered
-    await consumer.settled()
+    await consumer.flush()
 
     assert broker.published == ["generic:A", "generic:B"]  # A was still owed, written first, and suppressed
     assert set(recent.published_at) == {"generic:A", "generic:B"}
@@ -126,7 +126,7 @@ async def test_a_write_that_fails_for_another_reason_is_logged_and_forgotten_nev
     await consumer.process([record(0, "A"), record(1, "B")])
     with caplog.at_level(logging.ERROR, logger="services.ingest.remembering"):
         await consumer.process([record(2, "C")])
-    await consumer.settled()
+    await consumer.flush()
 
     assert broker.published == ["generic:A", "generic:B", "generic:C"]
     assert broker.dead_lettered == []
@@ -149,3 +149,18 @@ async def test_settling_writes_what_is_owed_oldest_first_and_nothing_when_nothin
 
     assert recent.published_at == {"k1": NOW, "k2": NOW + timedelta(seconds=1)}
     assert recent.calls == ["write started", "write done", "write started", "write done"]
+
+
+async def test_shutdown_during_an_outage_logs_the_keys_left_unrecorded_and_does_not_raise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker, recent = AcknowledgingBroker(), HeldRecentClosures()
+    consumer = ingest(broker, recent)
+    recent.failures = [AutoReconnect("database unreachable")]
+
+    await consumer.process([record(0, "A"), record(1, "B")])
+    with caplog.at_level(logging.WARNING, logger="services.ingest.remembering"):
+        await consumer.flush()
+
+    assert recent.published_at == {}
+    assert "stopping with 2 published incident keys not recorded (AutoReconnect: database unreachable)" in caplog.text
