@@ -316,15 +316,22 @@ async def test_a_failed_look_up_only_costs_the_shortcut_the_unique_index_still_d
 async def test_an_unreachable_mongodb_while_opening_the_batch_together_rewinds_it_with_nothing_stored() -> None:
     h = harness()
     h.repository.failing["pagerduty:A-2"] = AutoReconnect("connection refused")
+    batch = (body(incident("A-1")), body(incident("A-2")), b"{not json", body(incident("A-1")))
     async with TestKafkaBroker(h.broker) as broker:
         with pytest.raises(ConnectionFailure):
-            await broker.publish_batch(
-                body(incident("A-1")), body(incident("A-2")), b"{not json", topic=h.settings.closed_topic
-            )
+            await broker.publish_batch(*batch, topic=h.settings.closed_topic)
 
-    assert h.repository.opened_order == []  # one transaction: all or nothing
-    assert [value for value, _ in h.dead] == [b"{not json"]  # redelivered, it goes there again: a duplicate
-    assert h.wakes == []
+        assert h.repository.opened_order == []  # one transaction: all or nothing
+        assert h.dead == []  # nor is anything sent to the DLQ or counted: the whole batch comes again
+        assert h.value("lessons_incident_closed_duplicates_total") == 0
+        assert h.wakes == []
+
+        del h.repository.failing["pagerduty:A-2"]  # reachable again: the batch is redelivered
+        await broker.publish_batch(*batch, topic=h.settings.closed_topic)
+
+    assert h.repository.opened_order == ["pagerduty:A-1", "pagerduty:A-2"]
+    assert [value for value, _ in h.dead] == [b"{not json"]  # once
+    assert h.value("lessons_incident_closed_duplicates_total") == 1  # A-1's second copy
 
 
 async def test_an_unreachable_mongodb_raises_so_the_batch_is_rewound_and_what_was_stored_is_announced() -> None:
