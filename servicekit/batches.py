@@ -106,7 +106,8 @@ class GuardedBatches:
 
     async def process(self, records: Records) -> None:
         try:
-            await self._handler.process(records)
+            async with self._dead_letters.held_until_done():
+                await self._handler.process(records)
         except Exception as exc:
             await self._pause_if_outage(exc)
             log.warning("a batch of %d records failed (%s); handling them one at a time", len(records), describe(exc))
@@ -115,7 +116,8 @@ class GuardedBatches:
 
     async def _one(self, record: ConsumerRecord[Any, Any]) -> None:
         try:
-            await self._handler.process((record,))
+            async with self._dead_letters.held_until_done():
+                await self._handler.process((record,))
         except Exception as exc:
             await self._pause_if_outage(exc)
             log.exception("record %s[%d]@%d failed on its own", record.topic, record.partition, record.offset)

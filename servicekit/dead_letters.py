@@ -5,11 +5,17 @@ A copy that Kafka refuses for good (too large once the headers are added, a head
 again bounded: the first bytes of the value, the reason, the original's size and SHA-256, so an operator can find
 and replay the original from the source topic. Only an outage (Kafka unreachable) is raised: the batch is then
 redelivered, which is what an outage calls for. Nothing here ever stalls a partition on one record.
+
+Within ``held_until_done`` (each batch, in ``servicekit.batches``) copies are held and sent in order once the batch
+has taken effect: a batch rewound by an outage halfway, or handled again record by record, would otherwise send the
+records it had dead-lettered before the failure a second time.
 """
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +28,9 @@ from servicekit.failures import describe, is_outage
 from servicekit.headers import encodable, text_headers
 
 log = logging.getLogger(__name__)
+
+# What is held per task (a batch's handling), so that two consumers sharing an instance never mix their records.
+Held = list[tuple[ConsumerRecord[Any, Any], str, int]]
 
 # What a bounded copy keeps of the value and of each original header: far under any record limit.
 BOUNDED_VALUE_BYTES = 64 * 1024
@@ -70,9 +79,29 @@ class DeadLetters:
         self._failed_by = failed_by
         self._clock = clock
         self.metrics = metrics
+        self._held: ContextVar[Held | None] = ContextVar(f"dead_letters_held_{topic}", default=None)
+
+    @asynccontextmanager
+    async def held_until_done(self) -> AsyncIterator[None]:
+        """Hold what is sent within, and send it in order when the block ends without an exception (else drop it)."""
+        held: Held = []
+        token = self._held.set(held)
+        try:
+            yield
+        finally:
+            self._held.reset(token)
+        for record, reason, attempts in held:
+            await self.send(record, reason, attempts)
 
     async def send(self, record: ConsumerRecord[Any, Any], reason: str, attempts: int = 1) -> None:
-        """Return once a copy is in the DLQ (or could not be written for good: counted); raise only on an outage."""
+        """Return once a copy is in the DLQ (or could not be written for good: counted); raise only on an outage.
+
+        Within ``held_until_done``: return at once, the copy held until the block ends.
+        """
+        held = self._held.get()
+        if held is not None:
+            held.append((record, reason, attempts))
+            return
         value: bytes = record.value or b""
         headers = self._headers(text_headers(record.headers), record, reason, attempts)
         try:

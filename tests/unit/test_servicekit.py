@@ -2,16 +2,21 @@
 
 import asyncio
 import gc
-from typing import Any
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import pytest
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from pymongo.errors import AutoReconnect, DuplicateKeyError, ExecutionTimeout
 
-from servicekit.batches import max_poll_interval_for, max_poll_interval_ms, tolerant_batch_parser
+from servicekit.batches import GuardedBatches, max_poll_interval_for, max_poll_interval_ms, tolerant_batch_parser
+from servicekit.dead_letters import DeadLetterMetrics, DeadLetters
 from servicekit.failures import describe, is_outage
 from servicekit.headers import encodable, text_headers
 from servicekit.passes import repeat_passes
@@ -20,6 +25,8 @@ from servicekit.runner import YOUNG_OBJECTS_BEFORE_COLLECTION, settle_heap
 from services.followup.settings import FollowupSettings
 from services.ingest.settings import IngestSettings
 from services.review.settings import ReviewSettings
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 def test_the_poll_interval_outlasts_a_batch_of_records_that_all_fail() -> None:
@@ -130,6 +137,68 @@ def test_settling_the_heap_freezes_what_exists_and_lets_batches_allocate_before_
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+class PublishedCopies:
+    """A broker whose publishes are the DLQ copies, kept in order."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    async def publish(self, value: bytes, **_: Any) -> None:
+        self.values.append(value)
+
+
+class DeadLetteringThenFailing:
+    """Dead-letters its first record, then fails on the second with what ``failures`` holds (until it is empty)."""
+
+    def __init__(self, dead_letters: DeadLetters, failures: list[Exception]) -> None:
+        self._dead_letters = dead_letters
+        self.failures = failures
+
+    async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        for record in records:
+            if record.offset == 0:
+                await self._dead_letters.send(record, "not parseable")
+            elif self.failures:
+                raise self.failures.pop(0)
+
+
+def dlq_harness(failures: list[Exception]) -> tuple[GuardedBatches, PublishedCopies]:
+    broker = PublishedCopies()
+    registry = CollectorRegistry()
+    dead_letters = DeadLetters(
+        cast("KafkaBroker", broker), "t.dlq", failed_by="test", clock=lambda: NOW, metrics=DeadLetterMetrics(registry)
+    )
+    handler = DeadLetteringThenFailing(dead_letters, failures)
+    return GuardedBatches(handler, dead_letters, outage_pause_seconds=0.0), broker
+
+
+def batch_of(*values: bytes) -> tuple[ConsumerRecord[bytes, bytes], ...]:
+    return tuple(
+        ConsumerRecord("t", 0, n, 0, 0, None, value, None, 0, len(value), []) for n, value in enumerate(values)
+    )
+
+
+async def test_a_batch_rewound_by_an_outage_sends_its_dead_letters_once_when_it_finally_takes_effect() -> None:
+    guarded, broker = dlq_harness([AutoReconnect("database unreachable")])
+    records = batch_of(b"{bad", b"fine")
+
+    with pytest.raises(AutoReconnect):
+        await guarded.process(records)
+    assert broker.values == []  # held, then dropped with the rewound batch
+
+    await guarded.process(records)  # redelivered
+    assert broker.values == [b"{bad"]
+
+
+async def test_a_batch_handled_again_record_by_record_sends_each_dead_letter_once() -> None:
+    guarded, broker = dlq_harness([RuntimeError("a bug"), RuntimeError("a bug")])
+
+    await guarded.process(batch_of(b"{bad", b"buggy"))
+
+    # The first try's copy of {bad was dropped with it; record by record, {bad once, then the record that failed.
+    assert broker.values == [b"{bad", b"buggy"]
 
 
 async def test_repeat_passes_drains_a_backlog_at_once_survives_a_failure_and_stops() -> None:
