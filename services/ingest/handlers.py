@@ -98,7 +98,8 @@ class RawIncidentConsumer:
         self._recording.record((incident.incident_key for incident in published), now)
         invalid = [(item, item.outcome.reason) for item in items if isinstance(item.outcome, Invalid)]
         refused = [(item, reason) for incident, item, _ in fresh if (reason := refusals.get(incident.incident_key))]
-        await asyncio.gather(*(self._dead_letters.send(item.record, reason) for item, reason in invalid + refused))
+        for item, reason in invalid + refused:  # held until the batch has taken effect (servicekit.batches)
+            await self._dead_letters.send(item.record, reason)
         self._count(items, {incident.incident_key for incident in published}, set(refusals))
 
     async def flush(self) -> None:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from schemas import IncidentClosed, validation_summary
 from servicekit.dead_letters import DeadLetters
 from servicekit.failures import describe, is_outage
-from servicekit.retries import Attempted, with_bounded_retries
+from servicekit.retries import with_bounded_retries
 from services.review.metrics import ReviewMetrics
 from services.review.service import Opened, ReviewService
 
@@ -64,27 +64,21 @@ class IncidentClosedConsumer:
 
     async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         parsed = [parse(record) for record in records]
-        failed: dict[int, Attempted[None]] = {}  # position in the batch -> the attempts that could not open its review
         # The relay is woken once, when the batch ends (also when it ends with an exception: what was stored before
-        # it is announced), instead of once per review.
+        # it is announced), instead of once per review. Dead letters are held until the batch has taken effect
+        # (servicekit.batches), so a batch rewound by an outage sends none twice.
         with self._service.announcing_once():
             known = await self._reviewed_already([item for item in parsed if isinstance(item, IncidentClosed)])
-            new = [(position, item) for position, item in enumerate(parsed) if _is_new(item, known)]
+            for record, item in zip(records, parsed, strict=True):
+                if isinstance(item, str):
+                    await self._dead_letters.send(record, item)
+            new = [(record, item) for record, item in zip(records, parsed, strict=True) if _is_new(item, known)]
             if not await self._opened_together([incident for _, incident in new]):
-                for position, incident in new:
-                    attempted = await self._open_alone(incident)
-                    if attempted.failure is not None:
-                        failed[position] = attempted
-        # Only once the batch is done, in offset order: an outage before that rewinds the batch, and what was sent to
-        # the DLQ or counted would be sent or counted again on its redelivery.
-        for position, (record, item) in enumerate(zip(records, parsed, strict=True)):
-            if isinstance(item, str):
-                await self._dead_letters.send(record, item)
-            elif position in failed:
-                attempts = failed[position].attempts
-                reason = f"failed after {attempts} attempts: {failed[position].failure!r}"
-                await self._dead_letters.send(record, reason, attempts)
-            elif item.incident_key in known:
+                for record, incident in new:
+                    await self._open_alone(record, incident)
+        # Counted once the batch has taken effect: a batch rewound before that would count them again.
+        for item in parsed:
+            if isinstance(item, IncidentClosed) and item.incident_key in known:
                 self._duplicate(item)
 
     async def _reviewed_already(self, incidents: list[IncidentClosed]) -> set[str]:
@@ -114,10 +108,13 @@ class IncidentClosedConsumer:
             self._opened(incident, opened)
         return True
 
-    async def _open_alone(self, incident: IncidentClosed) -> Attempted[None]:
-        return await with_bounded_retries(
+    async def _open_alone(self, record: ConsumerRecord[Any, Any], incident: IncidentClosed) -> None:
+        attempted = await with_bounded_retries(
             lambda: self._open_for(incident), self._max_attempts, self._retry_backoff_seconds
         )
+        if attempted.failure is not None:
+            reason = f"failed after {attempted.attempts} attempts: {attempted.failure!r}"
+            await self._dead_letters.send(record, reason, attempted.attempts)
 
     async def _open_for(self, incident: IncidentClosed) -> None:
         self._opened(incident, await self._service.open_for_incident(incident))
